@@ -1,0 +1,1 @@
+"""Multi-task fine-tuning for the Tianchi 2020 Chinese generalisation challenge (OCNLI, OCEMOTION, TNEWS)."""

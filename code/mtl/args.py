@@ -1,0 +1,68 @@
+"""Command-line arguments: ModelArguments and DataTrainingArguments, beside transformers' TrainingArguments."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from transformers import TrainingArguments
+
+from .paths import DEFAULT_TOKENIZER_DIR
+from .tasks import TASKS
+
+
+@dataclass
+class DataTrainingArguments:
+    """Where the data is, how it is cleaned, tokenized, split and cached."""
+
+    tasks: str = field(default=",".join(TASKS), metadata={"help": "Comma-separated tasks to run, from: " + ", ".join(TASKS)})
+    data_dir: str = field(default="tcdata", metadata={"help": "Competition data root holding nlp_round1_data/ and nlp_round2_data/."})
+    cleaned_dir: str = field(default="user_data", metadata={"help": "Where cleaned_nlp_round{1,2}_data/ are written."})
+    data_save_dir: str = field(default="user_data", metadata={"help": "Where the per-task caches {task}_processed/ are written."})
+    tokenizer_dir: str = field(default=DEFAULT_TOKENIZER_DIR, metadata={"help": "Tokenizer used for the caches (a directory with vocab.txt or tokenizer.json). train.py uses the model's tokenizer when it has one."})
+    max_seq_length: int = field(default=300, metadata={"help": "Longest tokenized input, [CLS] and [SEP]s included; longer inputs are truncated (longest_first)."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the caches even when their fingerprint matches."})
+    train_val_split_ratio: float = field(default=0.1, metadata={"help": "Fraction of each train file held out for validation (stratified by label)."})
+    split_seed: int = field(default=2020, metadata={"help": "Seed of the train/validation split."})
+    test_b: bool = field(default=False, metadata={"help": "Predict the round-2 test B files instead of the round-1 test A files."})
+    debug: bool = field(default=False, metadata={"help": "Use only the first 1000 rows of every file."})
+    skip_bad_rows: bool = field(default=False, metadata={"help": "Drop malformed rows (reported by file and line) instead of stopping."})
+    pseudo: bool = field(default=True, metadata={"help": "After prediction, write confident test predictions as pseudo-labelled train rows."})
+    pseudo_threshold: float = field(default=0.99, metadata={"help": "Minimum top-class probability for a pseudo-label."})
+    prediction_dir: str = field(default="prediction_result", metadata={"help": "Where {task}_predict.json and submit.zip are written by --do_predict."})
+    use_pseudo: Optional[str] = field(default=None, metadata={"help": "Directory of {TASK}_pseudo.csv files to add to the train split."})
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune, and how."""
+
+    model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Pretrained encoder or saved multi-task checkpoint: a local directory, or a hub id when online."})
+    config_name: Optional[str] = field(default=None, metadata={"help": "Config (directory or .json) for a randomly initialised model, when no weights are given."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer, if not the model's own (default: the model's, else --tokenizer_dir)."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are stored."})
+    freeze: bool = field(default=False, metadata={"help": "Freeze the encoder and train only the task heads (stage 2)."})
+    ema_decay: float = field(default=0.999, metadata={"help": "Decay of the exponential moving average of the weights used for evaluation and saving; 0 turns EMA off."})
+    ema_start_step: int = field(default=0, metadata={"help": "Until this optimizer step the EMA just copies the weights."})
+
+
+@dataclass
+class MultiTaskTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments with the 2020 baseline's stage-1 hyperparameters as defaults."""
+
+    output_dir: Optional[str] = field(default="user_data/stage1", metadata={"help": "Checkpoints, the final model, metrics and pseudo-labels."})
+    learning_rate: float = field(default=3e-5, metadata={"help": "Peak AdamW learning rate (2020: 3e-5 stage 1, 1e-5 stage 2)."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Train batch size per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation/prediction batch size per device."})
+    num_train_epochs: float = field(default=6.0, metadata={"help": "Epochs over the union of the tasks' train splits."})
+    seed: int = field(default=2020, metadata={"help": "Seed for initialisation, dropout and the batch order."})
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
+    eval_steps: Optional[float] = field(default=2500, metadata={"help": "Evaluate every this many optimizer steps."})
+    save_steps: float = field(default=2500, metadata={"help": "Save a checkpoint every this many optimizer steps."})
+    logging_steps: float = field(default=1000, metadata={"help": "Log the training loss every this many steps."})
+    metric_for_best_model: Optional[str] = field(default="avg", metadata={"help": "Metric that picks the best checkpoint (eval_avg: mean macro-F1)."})
+    greater_is_better: Optional[bool] = field(default=True, metadata={"help": "Whether a larger metric_for_best_model is better."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "End training with the best checkpoint's (EMA) weights."})
+    # `--debug` belongs to DataTrainingArguments (first 1000 rows per file, as the 2020 scripts): HF's own debug
+    # options (TPU metrics, underflow/overflow detection) are taken off the command line to free the name.
+    debug: str = field(default="", init=False)
+    save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep at most this many checkpoints (the best is always kept)."})

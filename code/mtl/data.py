@@ -1,0 +1,173 @@
+"""Datasets over the token caches, the task-homogeneous batch sampler, and the dynamic-padding collator."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .features import IGNORE_LABEL
+
+
+class SingleTaskDataset(Dataset):
+    """One task's split: examples are slices of the cache's flat token arrays (nothing is copied up front)."""
+
+    def __init__(self, features: dict[str, Any], task_id: int):
+        self.input_ids = features["input_ids"]
+        self.token_type_ids = features["token_type_ids"]
+        self.offsets = features["offsets"]
+        self.labels = features["labels"]
+        self.ids: list[str] = features["ids"]
+        self.texts: Optional[dict[str, list[str]]] = features.get("texts")
+        self.task_id = task_id
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return {
+            "input_ids": self.input_ids[start:end],
+            "token_type_ids": self.token_type_ids[start:end],
+            "labels": self.labels[i],
+            "task_id": self.task_id,
+        }
+
+
+class MultiTaskDataset(Dataset):
+    """Tasks laid end to end: global index = task's start + index within the task."""
+
+    def __init__(self, datasets: dict[str, SingleTaskDataset]):
+        self.datasets = datasets
+        self.task_names = list(datasets)
+        self.starts: list[int] = []
+        total = 0
+        for ds in datasets.values():
+            self.starts.append(total)
+            total += len(ds)
+        self._len = total
+        # global index -> task position, vectorised once for __getitem__
+        self._task_of = torch.repeat_interleave(
+            torch.arange(len(datasets)), torch.tensor([len(d) for d in datasets.values()], dtype=torch.long))
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(d) for d in self.datasets.values()]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        t = int(self._task_of[i])
+        return self.datasets[self.task_names[t]][i - self.starts[t]]
+
+
+def proportional_mixing(task_batches: list[list[list[int]]], generator: torch.Generator) -> list[list[int]]:
+    """All tasks' batches in one seeded random order: each task appears in proportion to its batch count
+    (the 2020 behaviour). Another strategy (round-robin, temperature sampling) is a function of this shape."""
+    batches = [b for per_task in task_batches for b in per_task]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _length_grouped(indices: list[int], lengths: torch.Tensor, mega: int) -> list[int]:
+    """Within consecutive chunks of `mega` random indices, order by length (longest first)."""
+    out: list[int] = []
+    for s in range(0, len(indices), mega):
+        chunk = indices[s:s + mega]
+        order = torch.argsort(lengths[chunk], descending=True, stable=True).tolist()
+        out.extend(chunk[i] for i in order)
+    return out
+
+
+class MultiTaskBatchSampler(Sampler[list[int]]):
+    """Batches of global indices from a MultiTaskDataset, every batch from a single task.
+
+    Training (`shuffle=True`): each epoch a seeded permutation per task, cut into batches, mixed by `mixing`;
+    every example appears exactly once per epoch and the order changes with the epoch. With `lengths`, indices
+    are sorted by length inside random mega-batches of `mega_batch_factor` batches before cutting, so a batch
+    holds similar lengths and dynamic padding wastes little; batch order is still random.
+    Evaluation (`shuffle=False`): tasks in order, file order within a task.
+    """
+
+    def __init__(self, sizes: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, lengths: Optional[Sequence[torch.Tensor]] = None,
+                 mega_batch_factor: int = 50,
+                 mixing: Callable[[list[list[list[int]]], torch.Generator], list[list[int]]] = proportional_mixing):
+        self.sizes = list(sizes)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.lengths = lengths
+        self.mega_batch_factor = mega_batch_factor
+        self.mixing = mixing
+        self.epoch = 0
+        self.starts = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _cut(self, indices: list[int]) -> list[list[int]]:
+        batches = [indices[s:s + self.batch_size] for s in range(0, len(indices), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """The batches of one epoch (a pure function of seed and epoch)."""
+        if not self.shuffle:
+            return [b for start, n in zip(self.starts, self.sizes) for b in self._cut(list(range(start, start + n)))]
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        task_batches = []
+        for t, (start, n) in enumerate(zip(self.starts, self.sizes)):
+            local = torch.randperm(n, generator=generator).tolist()
+            if self.lengths is not None:
+                local = _length_grouped(local, self.lengths[t], self.batch_size * self.mega_batch_factor)
+            task_batches.append(self._cut([start + i for i in local]))
+        return self.mixing(task_batches, generator)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.epoch
+        # Advance by itself too, so a plain DataLoader that never calls set_epoch still reshuffles each epoch.
+        self.epoch += 1
+        yield from self.batches(epoch)
+
+    def __len__(self) -> int:
+        rounding = math.floor if self.drop_last else math.ceil
+        return sum(rounding(n / self.batch_size) for n in self.sizes)
+
+
+class MultiTaskCollator:
+    """Pad a single-task batch to its longest sequence (the caches are already truncated to max_seq_length)."""
+
+    def __init__(self, pad_token_id: int = 0):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        task_ids = {e["task_id"] for e in examples}
+        if len(task_ids) != 1:
+            raise ValueError(f"a batch must come from one task, got task ids {sorted(task_ids)}")
+        lengths = [len(e["input_ids"]) for e in examples]
+        width = max(lengths)
+        input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
+        token_type_ids = torch.zeros((len(examples), width), dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, (e, n) in enumerate(zip(examples, lengths)):
+            input_ids[row, :n] = e["input_ids"]
+            token_type_ids[row, :n] = e["token_type_ids"]
+            attention_mask[row, :n] = 1
+        batch = {
+            "input_ids": input_ids,
+            "token_type_ids": token_type_ids,
+            "attention_mask": attention_mask,
+            "task_id": torch.tensor(task_ids.pop(), dtype=torch.long),
+        }
+        labels = torch.stack([torch.as_tensor(e["labels"]) for e in examples])
+        if bool((labels != IGNORE_LABEL).any()):  # unlabelled (test) batches carry no labels: no loss, no metrics
+            batch["labels"] = labels
+        return batch

@@ -1,0 +1,49 @@
+"""Submission files (one JSON line per test row), the submission zip, and pseudo-label train files."""
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+from .data import SingleTaskDataset
+from .io import Table, atomic_path, write_text_atomic, write_tsv
+from .tasks import Task
+from .trainer import TaskPrediction
+
+logger = logging.getLogger(__name__)
+
+
+def write_predictions(task: Task, prediction: TaskPrediction, id2label: dict[int, str], out_dir: Path) -> Path:
+    """`{task}_predict.json`: {"id": <the test file's own id>, "label": <label string>} per line, in file order."""
+    lines = (json.dumps({"id": i, "label": id2label[int(k)]}, ensure_ascii=False)
+             for i, k in zip(prediction.ids, prediction.label_ids))
+    path = Path(out_dir) / f"{task.name}_predict.json"
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
+    return path
+
+
+def write_submission_zip(files: list[Path], zip_path: Path) -> Path:
+    """The prediction files at the zip's top level, as the competition's submit.zip."""
+    with atomic_path(zip_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for f in files:
+                archive.write(f, arcname=f.name)
+    return Path(zip_path)
+
+
+def write_pseudo_labels(task: Task, prediction: TaskPrediction, dataset: SingleTaskDataset,
+                        id2label: dict[int, str], threshold: float, out_dir: Path) -> tuple[Path, int]:
+    """Test rows whose top probability is >= threshold, as `{TASK}_pseudo.csv` in the task's train layout."""
+    if dataset.texts is None:
+        raise ValueError(f"{task.name}: the prediction cache holds no texts; rebuild it with --overwrite_cache")
+    keep = [i for i, p in enumerate(prediction.probabilities.max(-1)) if p >= threshold]
+    columns: dict[str, list[str]] = {"id": [prediction.ids[i] for i in keep]}
+    for c in task.text_columns:
+        columns[c] = [dataset.texts[c][i] for i in keep]
+    columns["label"] = [id2label[int(prediction.label_ids[i])] for i in keep]
+    path = Path(out_dir) / f"{task.file_prefix}_pseudo.csv"
+    write_tsv(path, Table(columns, keep), task.columns(True))
+    logger.info("%s: %d of %d test rows pseudo-labelled (p >= %s) -> %s", task.name, len(keep),
+                len(prediction.ids), threshold, path)
+    return path, len(keep)

@@ -1,0 +1,32 @@
+"""Read, clean, tokenize and cache the competition data: `python code/preprocess.py --help`."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from transformers import HfArgumentParser  # noqa: E402
+
+from mtl.args import DataTrainingArguments  # noqa: E402
+from mtl.features import load_or_build_task, load_tokenizer  # noqa: E402
+from mtl.tasks import get_tasks  # noqa: E402
+
+logger = logging.getLogger("preprocess")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = HfArgumentParser(DataTrainingArguments, description=__doc__)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    start = time.perf_counter()
+    tokenizer = load_tokenizer(args.tokenizer_dir)
+    for task in get_tasks(args.tasks):
+        load_or_build_task(task, tokenizer, args)
+    logger.info("preprocessing done in %.2fs", time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()

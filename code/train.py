@@ -1,0 +1,126 @@
+"""Multi-task fine-tuning on OCNLI, OCEMOTION and TNEWS: `python code/train.py --help`.
+
+Reads like HF's run_glue.py: arguments, data, model, Trainer, then train / evaluate / predict.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import transformers  # noqa: E402
+from transformers import HfArgumentParser, set_seed  # noqa: E402
+
+from mtl.args import DataTrainingArguments, ModelArguments, MultiTaskTrainingArguments  # noqa: E402
+from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset  # noqa: E402
+from mtl.features import label2id_for, load_or_build_task, load_tokenizer  # noqa: E402
+from mtl.metrics import format_scores  # noqa: E402
+from mtl.model import load_model  # noqa: E402
+from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip  # noqa: E402
+from mtl.paths import resolve  # noqa: E402
+from mtl.tasks import get_tasks  # noqa: E402
+from mtl.trainer import MultiTaskTrainer  # noqa: E402
+
+logger = logging.getLogger("train")
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, MultiTaskTrainingArguments), description=__doc__)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):  # a single JSON file of arguments, as run_glue.py
+        return parser.parse_json_file(json_file=str(resolve(argv[0])))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def tokenizer_source(model_args: ModelArguments, data_args: DataTrainingArguments) -> str:
+    """--tokenizer_name, else the model's own tokenizer when it ships one, else --tokenizer_dir."""
+    if model_args.tokenizer_name:
+        return model_args.tokenizer_name
+    path = model_args.model_name_or_path
+    if path:
+        local = resolve(path)
+        if not local.exists():
+            return path  # a hub id
+        if any((local / f).exists() for f in ("tokenizer.json", "vocab.txt")):
+            return str(local)
+    return data_args.tokenizer_dir
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    for attr in ("output_dir",):
+        setattr(training_args, attr, str(resolve(getattr(training_args, attr))))
+    if model_args.model_name_or_path and resolve(model_args.model_name_or_path).exists():
+        model_args.model_name_or_path = str(resolve(model_args.model_name_or_path))
+    if model_args.config_name:
+        model_args.config_name = str(resolve(model_args.config_name))
+    set_seed(training_args.seed)
+
+    # ---- data ----
+    tasks = get_tasks(data_args.tasks)
+    tokenizer = load_tokenizer(tokenizer_source(model_args, data_args))
+    cached = {t.name: load_or_build_task(t, tokenizer, data_args) for t in tasks}
+    id2label = {t.name: {i: label for label, i in label2id_for(t).items()} for t in tasks}
+
+    # ---- model ----
+    model = load_model(model_args.model_name_or_path, model_args.config_name, [t.name for t in tasks],
+                       [t.num_labels for t in tasks], [id2label[t.name] for t in tasks], model_args.cache_dir)
+    if model_args.freeze:
+        model.freeze_encoder()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("model: %d parameters, %d trainable; tasks %s", model.num_parameters(), trainable, model.config.task_names)
+
+    def dataset(split: str) -> MultiTaskDataset:
+        return MultiTaskDataset({t.name: SingleTaskDataset(cached[t.name][split], model.config.task_names.index(t.name))
+                                 for t in tasks})
+
+    # ---- trainer ----
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset("train") if training_args.do_train else None,
+        eval_dataset=dataset("val") if training_args.do_eval or training_args.eval_strategy != "no" else None,
+        data_collator=MultiTaskCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        ema_decay=model_args.ema_decay,
+        ema_start_step=model_args.ema_start_step,
+    )
+    task_names = [t.name for t in tasks]
+    metrics: dict[str, float] = {}
+
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()  # EMA weights (or the best checkpoint's), config with tasks, tokenizer
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.do_predict:
+        predict_set = dataset("predict")
+        predictions = trainer.predict_tasks(predict_set)
+        out_dir = resolve(data_args.prediction_dir)
+        files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in tasks]
+        zip_path = write_submission_zip(files, out_dir / "submit.zip")
+        logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
+        if data_args.pseudo:
+            pseudo_dir = Path(training_args.output_dir) / "pseudo"
+            for t in tasks:
+                write_pseudo_labels(t, predictions[t.name], predict_set.datasets[t.name], id2label[t.name],
+                                    data_args.pseudo_threshold, pseudo_dir)
+
+    if metrics:
+        print(format_scores(metrics, task_names))  # the final scores table, on stdout for run.sh
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
