@@ -62,7 +62,13 @@ class MultiTaskTrainer(Trainer):
             dataset.sizes, batch_size, shuffle=training, seed=self.args.data_seed or self.args.seed,
             drop_last=training and self.args.dataloader_drop_last, lengths=lengths)
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
+                            num_workers=self.args.dataloader_num_workers,
+                            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
+        if not training:
+            # Left unprepared: accelerate would cut the last batch to len(dataset) % batch_size rows (its
+            # padding-removal for even sharding), which is wrong for task-homogeneous batches. The Trainer moves
+            # each batch to the device itself. Evaluation therefore runs on one process.
+            return loader
         return self.accelerator.prepare(loader)
 
     def get_train_dataloader(self) -> DataLoader:

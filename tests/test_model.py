@@ -1,0 +1,90 @@
+"""Attention pooling ignores padding; multi-task checkpoints round-trip; the three ways to load a model."""
+from __future__ import annotations
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from conftest import TINY_CONFIG
+from mtl.model import Attention, BertMultiTaskModel, add_tasks_to_config, load_model
+
+TASKS = ["ocnli", "ocemotion", "tnews"]
+CLASSES = [3, 7, 15]
+
+
+def tiny_model(seed: int = 0) -> BertMultiTaskModel:
+    torch.manual_seed(seed)
+    config = add_tasks_to_config(BertConfig.from_pretrained(str(TINY_CONFIG)), TASKS, CLASSES)
+    return BertMultiTaskModel(config).eval()
+
+
+def test_attention_gives_padded_positions_no_weight():
+    torch.manual_seed(0)
+    attention = Attention(8)
+    hidden = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    pooled = attention(hidden, mask)
+    changed = hidden.clone()
+    changed[0, 3:] = 1e4 * torch.randn(2, 8)
+    assert torch.equal(attention(changed, mask), pooled)
+    assert torch.allclose(attention(hidden[:1, :3], mask[:1, :3]), pooled[:1], atol=1e-6)
+
+
+def test_padded_batch_gives_each_row_its_own_logits():
+    model = tiny_model()
+    rows = [[101, 791, 1921, 102], [101, 1921, 3698, 4696, 1962, 102]]
+    batch = torch.tensor([rows[0] + [0, 0], rows[1]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6])
+    with torch.no_grad():
+        together = model(input_ids=batch, attention_mask=mask, task_id=2).logits
+        alone = [model(input_ids=torch.tensor([r]), task_id=2).logits[0] for r in rows]
+    assert together.shape == (2, 15)
+    for row, logits in zip(together, alone):
+        assert torch.allclose(row, logits, atol=1e-5)
+
+
+def test_each_task_has_its_head_and_loss():
+    model = tiny_model()
+    ids = torch.tensor([[101, 791, 102]])
+    for task_id, classes in enumerate(CLASSES):
+        out = model(input_ids=ids, task_id=torch.tensor(task_id), labels=torch.tensor([classes - 1]))
+        assert out.logits.shape == (1, classes) and out.loss.item() > 0
+
+
+def test_save_and_load_round_trip_gives_identical_logits(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = load_model(str(tmp_path), None, ["tnews"], [15], [{}])  # a subset of its tasks is fine
+    assert loaded.config.task_names == TASKS and loaded.config.task_num_labels == CLASSES
+    ids = torch.tensor([[101, 791, 1921, 3698, 102]])
+    saved, restored = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == restored.keys()
+    assert all(torch.equal(saved[k], restored[k]) for k in saved)  # every weight bit-identical
+    loaded.eval()
+    with torch.no_grad():
+        for task_id in range(3):
+            # same weights, same inputs; CPU kernels may round the last bit differently between two allocations
+            torch.testing.assert_close(loaded(input_ids=ids, task_id=task_id).logits,
+                                       model(input_ids=ids, task_id=task_id).logits, rtol=0, atol=1e-6)
+
+
+def test_encoder_checkpoint_loads_encoder_and_new_heads(tmp_path):
+    torch.manual_seed(1)
+    mlm = BertForMaskedLM(BertConfig.from_pretrained(str(TINY_CONFIG)))
+    mlm.save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), None, TASKS, CLASSES, [{}, {}, {}])
+    encoder = dict(mlm.bert.named_parameters())
+    for name, p in model.bert.named_parameters():
+        assert torch.equal(p, encoder[name]), name
+    assert set(model.heads) == set(TASKS)
+
+
+def test_config_name_gives_random_init_and_missing_source_is_an_error():
+    model = load_model(None, str(TINY_CONFIG), TASKS, CLASSES, [{}, {}, {}])
+    assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 2
+    try:
+        load_model(None, None, TASKS, CLASSES, [{}, {}, {}])
+    except ValueError as err:
+        assert "--model_name_or_path" in str(err)
+    else:
+        raise AssertionError("no model source accepted")

@@ -1,0 +1,188 @@
+"""train.py end to end on a small copy of the real data with a tiny model: submission files, pseudo-labels,
+test B, stage 2, EMA inside the Trainer, and resuming."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from conftest import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
+from mtl.args import DataTrainingArguments, ModelArguments
+from mtl.io import read_tsv
+from mtl.outputs import write_pseudo_labels
+from mtl.tasks import ROUND1_DIR, ROUND2_DIR, TASKS
+from mtl.trainer import TaskPrediction
+
+
+def common(tmp: Path, data_dir: Path, out: str, save_steps: int = 20) -> list[str]:
+    return ["--data_dir", str(data_dir), "--cleaned_dir", str(tmp / "cleaned"),
+            "--data_save_dir", str(tmp / f"cache_{out}"), "--tokenizer_dir", str(TOKENIZER_DIR),
+            "--output_dir", str(tmp / out), "--prediction_dir", str(tmp / f"pred_{out}"),
+            "--max_seq_length", "64", "--per_device_train_batch_size", "16", "--logging_steps", "10",
+            "--eval_steps", "20", "--save_steps", str(save_steps), "--report_to", "none", "--disable_tqdm", "true"]
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory, small_data_dir):
+    tmp = tmp_path_factory.mktemp("train")
+    metrics = train.main(["--config_name", str(TINY_CONFIG), "--do_train", "--do_eval", "--do_predict",
+                          "--max_steps", "40", "--learning_rate", "1e-3", "--ema_decay", "0.9",
+                          "--pseudo_threshold", "0.0", *common(tmp, small_data_dir, "stage1")])
+    return tmp, metrics
+
+
+def test_stage1_reports_per_task_macro_f1_and_their_mean(stage1):
+    _, metrics = stage1
+    for key in ("eval_ocnli", "eval_ocemotion", "eval_tnews", "eval_avg", "eval_loss"):
+        assert key in metrics
+    assert metrics["eval_avg"] == pytest.approx(np.mean([metrics[f"eval_{t}"] for t in TASKS]))
+
+
+def test_prediction_files_hold_every_test_id_in_order_with_valid_labels(stage1, small_data_dir):
+    tmp, _ = stage1
+    pred_dir = tmp / "pred_stage1"
+    for task in TASKS.values():
+        test, _ = read_tsv(small_data_dir / ROUND1_DIR / task.test_a_file, task.columns(False))
+        rows = [json.loads(line) for line in (pred_dir / f"{task.name}_predict.json").read_text().splitlines()]
+        assert [r["id"] for r in rows] == test.columns["id"]
+        assert all(set(r) == {"id", "label"} and r["label"] in task.labels for r in rows)
+    with zipfile.ZipFile(pred_dir / "submit.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(f"{t}_predict.json" for t in TASKS)
+        assert archive.read("ocnli_predict.json") == (pred_dir / "ocnli_predict.json").read_bytes()
+
+
+def test_pseudo_files_are_train_rows_of_each_task(stage1, small_data_dir):
+    tmp, _ = stage1
+    for task in TASKS.values():
+        path = tmp / "stage1" / "pseudo" / f"{task.file_prefix}_pseudo.csv"
+        table, report = read_tsv(path, task.columns(True), task.text_columns, task.labels)  # strict: raises if bad
+        assert len(table) == 1500 and not report.dropped  # threshold 0 keeps every test row
+        test, _ = read_tsv(small_data_dir / ROUND1_DIR / task.test_a_file, task.columns(False))
+        assert table.columns["id"] == test.columns["id"]
+
+
+def test_pseudo_threshold_keeps_only_confident_rows(tmp_path, tokenizer):
+    from mtl.data import SingleTaskDataset
+
+    task = TASKS["ocnli"]
+    probs = np.array([[0.995, 0.004, 0.001], [0.5, 0.3, 0.2], [0.0, 0.01, 0.99]])
+    prediction = TaskPrediction(["7", "8", "9"], probs.argmax(-1), probs)
+    features = {"input_ids": torch.zeros(0), "token_type_ids": torch.zeros(0), "offsets": torch.zeros(4),
+                "labels": torch.full((3,), -100), "ids": ["7", "8", "9"],
+                "texts": {"premise": ["p7", "p8", "p9"], "hypothesis": ["h7", "h8", "h9"]}}
+    path, kept = write_pseudo_labels(task, prediction, SingleTaskDataset(features, 0),
+                                     {0: "0", 1: "1", 2: "2"}, 0.99, tmp_path)
+    assert kept == 2
+    assert path.read_text(encoding="utf-8") == "7\tp7\th7\t0\n9\tp9\th9\t2\n"
+
+
+def test_test_b_predicts_the_round2_files(stage1, small_data_dir):
+    tmp, _ = stage1
+    train.main(["--model_name_or_path", str(tmp / "stage1"), "--do_predict", "--test_b", "--pseudo", "false",
+                *common(tmp, small_data_dir, "testb")])
+    ids = [json.loads(line)["id"] for line in (tmp / "pred_testb" / "ocnli_predict.json").read_text().splitlines()]
+    assert ids == [str(i) for i in range(1500, 3000)]
+    tnews, _ = read_tsv(small_data_dir / ROUND2_DIR / "tnews_test_B.csv", TASKS["tnews"].columns(False))
+    rows = (tmp / "pred_testb" / "tnews_predict.json").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in rows] == tnews.columns["id"]
+
+
+def test_stage2_freezes_every_encoder_weight(stage1, small_data_dir):
+    tmp, _ = stage1
+    train.main(["--model_name_or_path", str(tmp / "stage1"), "--freeze", "--do_train", "--max_steps", "10",
+                "--learning_rate", "1e-2", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+                "--save_strategy", "no", *common(tmp, small_data_dir, "stage2")])
+    before, after = load_file(tmp / "stage1" / "model.safetensors"), load_file(tmp / "stage2" / "model.safetensors")
+    assert before.keys() == after.keys()
+    encoder = [k for k in before if k.startswith("bert.")]
+    heads = [k for k in before if k.startswith("heads.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in heads)
+
+
+def test_use_pseudo_grows_the_train_split(stage1, small_data_dir):
+    tmp, _ = stage1
+    args = ["--config_name", str(TINY_CONFIG), "--do_train", "--max_steps", "1", "--eval_strategy", "no",
+            "--load_best_model_at_end", "false", "--save_strategy", "no"]
+    train.main(args + common(tmp, small_data_dir, "plain"))
+    train.main(args + ["--use_pseudo", str(tmp / "stage1" / "pseudo")] + common(tmp, small_data_dir, "grown"))
+    for task in TASKS:
+        plain = torch.load(tmp / "cache_plain" / f"{task}_processed" / "train.pt", weights_only=True)
+        grown = torch.load(tmp / "cache_grown" / f"{task}_processed" / "train.pt", weights_only=True)
+        assert len(grown["ids"]) == len(plain["ids"]) + 1500
+        val_plain = torch.load(tmp / "cache_plain" / f"{task}_processed" / "val.pt", weights_only=True)
+        val_grown = torch.load(tmp / "cache_grown" / f"{task}_processed" / "val.pt", weights_only=True)
+        assert val_plain["ids"] == val_grown["ids"]  # validation never sees pseudo rows
+
+
+def test_checkpoints_hold_ema_weights_and_training_weights(stage1):
+    tmp, _ = stage1
+    checkpoint = tmp / "stage1" / "checkpoint-40"
+    ema, raw = load_file(checkpoint / "model.safetensors"), load_file(checkpoint / "training_weights.safetensors")
+    assert raw.keys() <= ema.keys()
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw)  # EMA (decay 0.9) lags the raw weights
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["best_metric"] is not None and state["global_step"] == 40
+
+
+def test_help_documents_every_flag():
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "code" / "train.py"), "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for cls in (ModelArguments, DataTrainingArguments):
+        for f in dataclasses.fields(cls):
+            assert f"--{f.name}" in out and f.metadata.get("help"), f.name
+    for flag in ("--do_train", "--bf16", "--gradient_accumulation_steps", "--resume_from_checkpoint", "--debug"):
+        assert flag in out
+
+
+def test_evaluation_sees_ema_weights_and_training_weights_come_back_bit_exactly(tmp_path, small_data_dir, tokenizer):
+    from conftest import data_args
+    from mtl.args import MultiTaskTrainingArguments
+    from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
+    from mtl.features import load_or_build_task
+    from mtl.model import load_model
+    from mtl.trainer import MultiTaskTrainer
+
+    names = list(TASKS)
+    model = load_model(None, str(TINY_CONFIG), names, [t.num_labels for t in TASKS.values()], [{}] * 3)
+    val = MultiTaskDataset({t: SingleTaskDataset(load_or_build_task(TASKS[t], tokenizer, data_args(
+        tmp_path, small_data_dir, max_seq_length=32))["val"], i) for i, t in enumerate(names)})
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", eval_strategy="no",
+                                      load_best_model_at_end=False)
+    trainer = MultiTaskTrainer(model=model, args=args, eval_dataset=val, data_collator=MultiTaskCollator(),
+                               ema_decay=0.5)
+    with torch.no_grad():  # training moves the raw weights away from the EMA
+        for p in model.parameters():
+            p.mul_(1.0 / 3.0).add_(0.01)
+    trainer.ema.update(1)
+    raw = [p.detach().clone() for p in model.parameters()]
+    head = model.heads["tnews"].classifier.weight
+    head_index = next(i for i, p in enumerate(trainer.ema.params) if p is head)
+    raw_head = raw[next(i for i, p in enumerate(model.parameters()) if p is head)]
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(head.detach().clone()))
+    metrics = trainer.evaluate()
+    assert seen and all(torch.equal(s, trainer.ema.shadow[head_index]) for s in seen)
+    assert not torch.equal(trainer.ema.shadow[head_index], raw_head)
+    assert all(torch.equal(p, r) for p, r in zip(model.parameters(), raw))
+    assert 0.0 <= metrics["eval_avg"] <= 1.0
+
+
+def test_resume_from_checkpoint_continues_weights_and_ema(tmp_path, small_data_dir):
+    args = ["--config_name", str(TINY_CONFIG), "--do_train", "--max_steps", "20", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--ema_decay", "0.8",
+            "--learning_rate", "1e-3"]
+    train.main(args + common(tmp_path, small_data_dir, "full", save_steps=10))
+    train.main(args + ["--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-10")]
+               + common(tmp_path, small_data_dir, "resumed", save_steps=10))
+    full, resumed = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=1e-6)
