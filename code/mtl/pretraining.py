@@ -1,0 +1,192 @@
+"""Masked-language-model pretraining with Chinese whole-word masking (the "wwm" of roberta-wwm).
+
+Words come from jieba; when a word is chosen, every one of its tokens is masked. transformers 5.x's own
+`DataCollatorForLanguageModeling(whole_word_mask=True)` does not fit Chinese: it finds words by gaps in the
+offsets, and Chinese text has none, so a whole sentence would be one "word"; it also masks 15% of words rather
+than of tokens and drops the 10% random / 10% kept replacement. So the collator below subclasses it and only
+replaces how positions are chosen, as HF's earlier `DataCollatorForWholeWordMask` did with `chinese_ref`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
+
+from .cleaning import clean_texts
+from .io import read_tsv
+from .tasks import ROUND1_DIR, ROUND2_DIR, Task
+
+logger = logging.getLogger(__name__)
+
+
+def task_texts(tasks: Iterable[Task], data_dir: Path) -> list[str]:
+    """Every text of the tasks' train and test files (labels unused), cleaned, de-duplicated, in first-seen order.
+    OCNLI premises and hypotheses are separate lines."""
+    texts: dict[str, None] = {}
+    for task in tasks:
+        for sub, name, with_label in ((ROUND1_DIR, task.train_file, True), (ROUND1_DIR, task.test_a_file, False),
+                                      (ROUND2_DIR, task.test_b_file, False)):
+            table, report = read_tsv(data_dir / sub / name, task.columns(with_label), task.text_columns,
+                                     task.labels if with_label else None)
+            for column in task.text_columns:
+                texts.update(dict.fromkeys(clean_texts(task.cleaner, table.columns[column])))
+    return list(texts)
+
+
+def file_texts(paths: Iterable[Path]) -> list[str]:
+    """Non-empty lines of plain-text files, de-duplicated."""
+    texts: dict[str, None] = {}
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                texts[line.strip()] = None
+    return list(texts)
+
+
+def jieba_word_starts(texts: list[str]) -> list[np.ndarray]:
+    """For every text, the word index of each character (jieba segmentation)."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    out = []
+    for text in texts:
+        lengths = [len(w) for w in jieba.lcut(text)]
+        out.append(np.repeat(np.arange(len(lengths)), lengths))
+    return out
+
+
+def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int) -> dict[str, Any]:
+    """Token ids and, per token, the jieba word it belongs to (-1 for [CLS]/[SEP]); flat arrays + offsets."""
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.enable_truncation(max_seq_length)
+    backend.no_padding()
+    encodings = backend.encode_batch(texts)
+    char_words = jieba_word_starts(texts)
+    ids, words, lengths = [], [], []
+    for enc, cw in zip(encodings, char_words):
+        ids.extend(enc.ids)
+        special = np.asarray(enc.special_tokens_mask, dtype=bool)
+        starts = np.asarray([s for s, _ in enc.offsets], dtype=np.int64)
+        w = cw[np.minimum(starts, len(cw) - 1)] if len(cw) else np.zeros(len(starts), dtype=np.int64)
+        w[special] = -1
+        words.append(w)
+        lengths.append(len(enc.ids))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return {"input_ids": torch.tensor(ids, dtype=torch.int32),
+            "word_ids": torch.from_numpy(np.concatenate(words).astype(np.int32)) if words else torch.zeros(0, dtype=torch.int32),
+            "offsets": torch.from_numpy(offsets)}
+
+
+class MLMDataset(torch.utils.data.Dataset):
+    def __init__(self, features: dict[str, Any], indices: Optional[np.ndarray] = None):
+        self.features = features
+        self.indices = np.arange(len(features["offsets"]) - 1) if indices is None else indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        j = int(self.indices[i])
+        s, e = int(self.features["offsets"][j]), int(self.features["offsets"][j + 1])
+        return {"input_ids": self.features["input_ids"][s:e].long(), "word_ids": self.features["word_ids"][s:e].long()}
+
+
+@dataclass
+class ChineseWholeWordMaskCollator(DataCollatorForLanguageModeling):
+    """Choose whole jieba words in random order until ~mlm_probability of the tokens are covered (as BERT's
+    create_pretraining_data and HF's run_mlm_wwm); then per token 80% [MASK], 10% random token, 10% unchanged."""
+
+    def torch_call(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        if self.seed is not None and self.generator is None:
+            self.create_rng()
+        width = max(len(e["input_ids"]) for e in examples)
+        input_ids = torch.full((len(examples), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        word_ids = torch.full((len(examples), width), -1, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, e in enumerate(examples):
+            n = len(e["input_ids"])
+            input_ids[row, :n], word_ids[row, :n], attention_mask[row, :n] = e["input_ids"], e["word_ids"], 1
+        masked = self.whole_word_positions(word_ids)
+        labels = input_ids.clone()
+        labels[~masked] = -100
+        inputs = input_ids.clone()
+        replace = torch.bernoulli(torch.full(labels.shape, self.mask_replace_prob), generator=self.generator).bool() & masked
+        inputs[replace] = self.tokenizer.mask_token_id
+        rest = 1.0 - self.mask_replace_prob
+        if rest > 0 and self.random_replace_prob > 0:
+            rand = torch.bernoulli(torch.full(labels.shape, self.random_replace_prob / rest),
+                                   generator=self.generator).bool() & masked & ~replace
+            inputs[rand] = torch.randint(len(self.tokenizer), labels.shape, generator=self.generator)[rand]
+        return {"input_ids": inputs, "attention_mask": attention_mask, "labels": labels}
+
+    def whole_word_positions(self, word_ids: torch.Tensor) -> torch.Tensor:
+        """Boolean (batch, width): tokens of the chosen words; -1 (special, padding) is never chosen."""
+        words_np = word_ids.numpy()
+        masked = np.zeros(words_np.shape, dtype=bool)
+        for row, words in enumerate(words_np):
+            ids, sizes = np.unique(words[words >= 0], return_counts=True)
+            if len(ids) == 0:
+                continue
+            target = max(1, int(round(int(sizes.sum()) * self.mlm_probability)))
+            chosen, covered = [], 0
+            for k in torch.randperm(len(ids), generator=self.generator).tolist():
+                if covered + sizes[k] > target:
+                    continue  # a word that would overshoot is skipped, never cut
+                chosen.append(ids[k])
+                covered += int(sizes[k])
+                if covered >= target:
+                    break
+            masked[row] = np.isin(words, chosen)
+        return torch.from_numpy(masked)
+
+
+class MaskedLMTrainer(Trainer):
+    """Trainer for BertForMaskedLM that runs the vocabulary projection on masked positions only (~15% of them):
+    with a 21,128-token vocabulary that projection costs more than a small encoder, and the loss is the same."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, _, _ = masked_lm_step(model, inputs)
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """MLM loss and masked-token accuracy on the held-out slice, with fixed masks (seeded collator)."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        collator = ChineseWholeWordMaskCollator(self.data_collator.tokenizer, mlm_probability=self.data_collator.mlm_probability,
+                                                seed=1234)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.args.eval_batch_size, collate_fn=collator)
+        model = self.model
+        was_training = model.training
+        model.eval()
+        total_loss, correct, count = 0.0, 0, 0
+        for batch in loader:
+            batch = {k: v.to(self.args.device) for k, v in batch.items()}
+            loss, logits, labels = masked_lm_step(model, batch)
+            total_loss += float(loss) * len(labels)
+            correct += int((logits.argmax(-1) == labels).sum())
+            count += len(labels)
+        model.train(was_training)
+        loss = total_loss / max(count, 1)
+        metrics = {f"{metric_key_prefix}_loss": loss, f"{metric_key_prefix}_accuracy": correct / max(count, 1),
+                   f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0)), f"{metric_key_prefix}_masked_tokens": count}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+def masked_lm_step(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss, logits and labels at the masked positions only."""
+    labels = inputs["labels"]
+    hidden = model.bert(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+    selected = labels != -100
+    logits = model.cls(hidden[selected])
+    targets = labels[selected]
+    return torch.nn.functional.cross_entropy(logits.float(), targets), logits, targets

@@ -1,0 +1,118 @@
+"""Masked-language-model pretraining with Chinese whole-word masking: `python code/pretrain.py --help`.
+
+From scratch (`--config_name` [+ `--config_overrides`]) or continued, domain-adaptive pretraining of an existing
+model (`--model_name_or_path`). The output directory loads with `from_pretrained` / `AutoTokenizer` and is what
+`train.py --model_name_or_path` takes.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import transformers  # noqa: E402
+from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, TrainingArguments, set_seed  # noqa: E402
+
+from mtl.features import load_tokenizer  # noqa: E402
+from mtl.paths import DEFAULT_TOKENIZER_DIR, resolve  # noqa: E402
+from mtl.pretraining import (ChineseWholeWordMaskCollator, MaskedLMTrainer, MLMDataset, encode_with_words,  # noqa: E402
+                             file_texts, task_texts)
+from mtl.tasks import TASKS, get_tasks  # noqa: E402
+
+logger = logging.getLogger("pretrain")
+
+
+@dataclass
+class PretrainArguments:
+    model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Continue pretraining this BERT checkpoint (local directory, or hub id when online)."})
+    config_name: Optional[str] = field(default=None, metadata={"help": "Config (directory or .json) for pretraining from scratch."})
+    config_overrides: Optional[str] = field(default=None, metadata={"help": "Override config sizes when training from scratch, e.g. 'hidden_size=128,num_hidden_layers=4'."})
+    tokenizer_dir: str = field(default=DEFAULT_TOKENIZER_DIR, metadata={"help": "Tokenizer, when the model has none of its own."})
+    data_dir: str = field(default="tcdata", metadata={"help": "Competition data root; its task texts (train + test, labels unused) are the corpus."})
+    tasks: str = field(default=",".join(TASKS), metadata={"help": "Tasks whose texts form the corpus."})
+    train_files: Optional[str] = field(default=None, metadata={"help": "Comma-separated plain-text files (a text per line) to use instead of the task texts."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized text; longer ones are truncated."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens to mask (whole jieba words)."})
+    validation_size: int = field(default=2000, metadata={"help": "Texts held out to report MLM loss and masked-token accuracy."})
+
+
+@dataclass
+class PretrainTrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults for a small model pretrained on the bundled text."""
+
+    output_dir: Optional[str] = field(default="user_data/demo_model", metadata={"help": "Where the pretrained model, config and tokenizer are saved."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Train batch size per device."})
+    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Evaluation batch size per device."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the corpus."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a value < 1 is a fraction of all steps)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    seed: int = field(default=2020, metadata={"help": "Seed of initialisation, masking and batch order."})
+    logging_steps: float = field(default=200, metadata={"help": "Log the training loss every this many steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpointing: no, steps or epoch."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the collator needs word_ids, which the model's forward does not name."})
+
+
+def build_model(args: PretrainArguments) -> BertForMaskedLM:
+    if args.model_name_or_path:
+        path = str(resolve(args.model_name_or_path)) if resolve(args.model_name_or_path).exists() else args.model_name_or_path
+        return BertForMaskedLM.from_pretrained(path)
+    if not args.config_name:
+        raise ValueError("give --model_name_or_path (continued pretraining) or --config_name (from scratch)")
+    config = BertConfig.from_pretrained(str(resolve(args.config_name)))
+    if args.config_overrides:
+        config.update_from_string(args.config_overrides)
+    return BertForMaskedLM(config)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = HfArgumentParser((PretrainArguments, PretrainTrainingArguments), description=__doc__)
+    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    training_args.output_dir = str(resolve(training_args.output_dir))
+    set_seed(training_args.seed)
+
+    model_dir = resolve(args.model_name_or_path) if args.model_name_or_path else None
+    tokenizer = load_tokenizer(str(model_dir) if model_dir and (model_dir / "vocab.txt").exists() else args.tokenizer_dir)
+    start = time.perf_counter()
+    if args.train_files:
+        texts = file_texts(resolve(p) for p in args.train_files.split(","))
+    else:
+        texts = task_texts(get_tasks(args.tasks), resolve(args.data_dir))
+    features = encode_with_words(tokenizer, texts, args.max_seq_length)
+    order = np.random.default_rng(training_args.seed).permutation(len(texts))
+    held = min(args.validation_size, len(texts) // 10)
+    train_set, eval_set = MLMDataset(features, order[held:]), MLMDataset(features, order[:held])
+    logger.info("corpus: %d distinct texts, %d tokens; %d held out; built in %.1fs", len(texts),
+                len(features["input_ids"]), held, time.perf_counter() - start)
+
+    model = build_model(args)
+    logger.info("model: %d parameters (hidden %d, %d layers)", model.num_parameters(), model.config.hidden_size,
+                model.config.num_hidden_layers)
+    collator = ChineseWholeWordMaskCollator(tokenizer, mlm_probability=args.mlm_probability, seed=training_args.seed)
+    trainer = MaskedLMTrainer(model=model, args=training_args, train_dataset=train_set,
+                              eval_dataset=eval_set if held else None, data_collator=collator,
+                              processing_class=tokenizer)
+    if held:
+        before = trainer.evaluate(metric_key_prefix="eval_before")
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    metrics = dict(result.metrics)
+    if held:
+        metrics.update(before)
+        metrics.update(trainer.evaluate())
+        logger.info("held-out MLM: loss %.3f -> %.3f, masked-token accuracy %.3f -> %.3f",
+                    before["eval_before_loss"], metrics["eval_loss"], before["eval_before_accuracy"], metrics["eval_accuracy"])
+    trainer.save_metrics("all", metrics)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

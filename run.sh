@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End to end: preprocess -> (demo: MLM pretraining) -> stage 1 -> stage 2 -> test B prediction -> prediction_result/.
+# Every setting is an environment variable; README.md ("run.sh settings") lists them. Examples:
+#   bash run.sh                                   # auto: baseline on a CUDA machine with the model reachable, else demo
+#   PROFILE=baseline MODEL=/models/chinese-roberta-wwm-ext-large bash run.sh
+#   PROFILE=demo STAGE1_EPOCHS=1 OUTPUT_DIR=/tmp/run bash run.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+PYTHON=${PYTHON:-python}
+OUTPUT_DIR=${OUTPUT_DIR:-user_data}
+PREDICTION_DIR=${PREDICTION_DIR:-prediction_result}
+DATA_DIR=${DATA_DIR:-tcdata}
+EXTRA_ARGS=${EXTRA_ARGS:-}   # appended to both training stages, e.g. "--bf16 true --report_to tensorboard"
+start=$SECONDS
+
+IFS=$'\t' read -r profile reason < <(PROFILE=${PROFILE:-auto} BASELINE_MODEL=${MODEL:-hfl/chinese-roberta-wwm-ext-large} \
+    "$PYTHON" code/choose_profile.py)
+echo "run.sh: profile '$profile': $reason"
+
+case "$profile" in
+  demo)
+    MODEL=${MODEL:-$OUTPUT_DIR/demo_model}
+    MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-128}
+    PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-1}
+    STAGE1_EPOCHS=${STAGE1_EPOCHS:-2}
+    STAGE2_EPOCHS=${STAGE2_EPOCHS:-1}
+    stage1=(--learning_rate 3e-4 --per_device_train_batch_size 32 --warmup_steps 0.06 --weight_decay 0.01
+            --eval_steps 1000 --save_steps 1000 --logging_steps 200 --train_sampling_strategy group_by_length)
+    stage2=(--learning_rate 1e-3 --per_device_train_batch_size 32 --eval_steps 1000 --save_steps 1000
+            --logging_steps 200 --train_sampling_strategy group_by_length)
+    ;;
+  baseline)
+    MODEL=${MODEL:-hfl/chinese-roberta-wwm-ext-large}
+    MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-300}
+    STAGE1_EPOCHS=${STAGE1_EPOCHS:-6}
+    STAGE2_EPOCHS=${STAGE2_EPOCHS:-2}
+    # The 2020 hyperparameters.
+    stage1=(--learning_rate 3e-5 --per_device_train_batch_size 16 --weight_decay 0 --warmup_steps 0
+            --eval_steps 2500 --save_steps 2500 --logging_steps 1000)
+    stage2=(--learning_rate 1e-5 --per_device_train_batch_size 16 --eval_steps 500 --save_steps 500 --logging_steps 1000)
+    ;;
+esac
+
+data=(--data_dir "$DATA_DIR" --data_save_dir "$OUTPUT_DIR" --cleaned_dir "$OUTPUT_DIR" --max_seq_length "$MAX_SEQ_LENGTH")
+
+echo "run.sh: [1/5] preprocess"
+"$PYTHON" code/preprocess.py "${data[@]}"
+
+if [ "$profile" = demo ]; then
+  if [ -f "$MODEL/model.safetensors" ]; then
+    echo "run.sh: [2/5] reusing the pretrained demo model $MODEL"
+  else
+    echo "run.sh: [2/5] pretraining the demo model (MLM, whole-word masking) -> $MODEL"
+    "$PYTHON" code/pretrain.py --config_name code/assets/configs/demo.json --data_dir "$DATA_DIR" \
+      --output_dir "$MODEL" --num_train_epochs "$PRETRAIN_EPOCHS" --train_sampling_strategy group_by_length
+  fi
+else
+  echo "run.sh: [2/5] baseline: fine-tuning $MODEL directly"
+fi
+
+echo "run.sh: [3/5] stage 1: full fine-tuning"
+# shellcheck disable=SC2086
+"$PYTHON" code/train.py --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
+  --do_train --do_eval --num_train_epochs "$STAGE1_EPOCHS" "${stage1[@]}" $EXTRA_ARGS
+
+echo "run.sh: [4/5] stage 2: encoder frozen, heads trained"
+# shellcheck disable=SC2086
+"$PYTHON" code/train.py --model_name_or_path "$OUTPUT_DIR/stage1" --freeze "${data[@]}" \
+  --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval --num_train_epochs "$STAGE2_EPOCHS" "${stage2[@]}" $EXTRA_ARGS
+
+echo "run.sh: [5/5] test B prediction with the final model"
+scores=$("$PYTHON" code/train.py --model_name_or_path "$OUTPUT_DIR/stage2" "${data[@]}" --test_b \
+  --output_dir "$OUTPUT_DIR/stage2" --prediction_dir "$PREDICTION_DIR" --do_eval --do_predict)
+
+echo
+echo "run.sh: done in $((SECONDS - start)) s, profile '$profile'. Validation scores of the final model:"
+echo "$scores"
+echo "run.sh: wrote $PREDICTION_DIR/{ocnli,ocemotion,tnews}_predict.json, $PREDICTION_DIR/submit.zip,"
+echo "        models in $OUTPUT_DIR/stage1 and $OUTPUT_DIR/stage2, pseudo-labels in $OUTPUT_DIR/stage2/pseudo"
