@@ -1,0 +1,34 @@
+"""Score the classical peers (majority class; TF-IDF char 1-3-grams + logistic regression) on the validation split
+that train.py uses, with the same macro-F1: `python code/classical_peer.py --help`."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from transformers import HfArgumentParser  # noqa: E402
+
+from mtl.args import DataTrainingArguments  # noqa: E402
+from mtl.classical import classical_scores  # noqa: E402
+from mtl.tasks import get_tasks  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    (args,) = HfArgumentParser(DataTrainingArguments, description=__doc__).parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    tasks = get_tasks(args.tasks)
+    scores = classical_scores(tasks, args)
+    names = [t.name for t in tasks] + ["avg"]
+    print("| macro-F1 (validation) | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for peer, values in scores.items():
+        print(f"| {peer} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")
+    print(json.dumps(scores))
+    return scores
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Chinese whole-word masking, the collator's mask rate on real text, pretrain.py -> train.py, profile choice."""
+from __future__ import annotations
+
+import jieba
+import numpy as np
+import pytest
+import torch
+
+import choose_profile
+import pretrain
+import train
+from conftest import DATA_DIR, TINY_CONFIG
+from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, encode_with_words, task_texts
+from mtl.tasks import TASKS
+
+SENTENCE = "我们喜欢北京天安门"  # jieba: 我们 / 喜欢 / 北京 / 天安门
+
+
+def test_jieba_words_of_the_fixture_sentence():
+    assert jieba.lcut(SENTENCE) == ["我们", "喜欢", "北京", "天安门"]
+
+
+def test_every_character_of_a_chosen_word_is_masked_and_never_part_of_one(tokenizer):
+    features = encode_with_words(tokenizer, [SENTENCE], 32)
+    assert features["word_ids"].tolist() == [-1, 0, 0, 1, 1, 2, 2, 3, 3, 3, -1]
+    example = MLMDataset(features)[0]
+    words = [(1, 3), (3, 5), (5, 7), (7, 10)]
+    seen_masked_words = set()
+    for seed in range(200):
+        collator = ChineseWholeWordMaskCollator(tokenizer, mlm_probability=0.3, seed=seed)
+        batch = collator([example])
+        masked = (batch["labels"][0] != -100).tolist()
+        assert not masked[0] and not masked[-1]  # [CLS], [SEP] never
+        for start, end in words:
+            chunk = masked[start:end]
+            assert all(chunk) or not any(chunk), (seed, masked)
+            if all(chunk):
+                seen_masked_words.add(start)
+        labels = batch["labels"][0]
+        assert torch.equal(labels[labels != -100], example["input_ids"][labels != -100])
+    assert seen_masked_words == {1, 3, 5, 7}  # every word gets chosen sometimes
+
+
+def test_mask_rate_and_replacement_split_on_a_real_batch(tokenizer):
+    texts = task_texts([TASKS["tnews"]], DATA_DIR)[:2048]
+    dataset = MLMDataset(encode_with_words(tokenizer, texts, 128))
+    collator = ChineseWholeWordMaskCollator(tokenizer, mlm_probability=0.15, seed=0)
+    batch = collator([dataset[i] for i in range(len(dataset))])
+    original = torch.nn.utils.rnn.pad_sequence([dataset[i]["input_ids"] for i in range(len(dataset))],
+                                               batch_first=True)
+    real = (batch["attention_mask"] == 1) & (original != 101) & (original != 102)
+    masked = batch["labels"] != -100
+    rate = masked.sum().item() / real.sum().item()
+    assert 0.13 <= rate <= 0.16, rate
+    inputs = batch["input_ids"][masked]
+    as_mask = (inputs == tokenizer.mask_token_id).float().mean().item()
+    kept = (inputs == original[masked]).float().mean().item()
+    assert 0.77 <= as_mask <= 0.83 and 0.08 <= kept <= 0.12
+    assert 0.08 <= 1 - as_mask - kept <= 0.12  # random replacements
+
+
+def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
+    from transformers import AutoTokenizer
+
+    metrics = pretrain.main(["--config_name", str(TINY_CONFIG), "--output_dir", str(tmp_path / "mlm"),
+                             "--data_dir", str(small_data_dir), "--max_steps", "5", "--validation_size", "50",
+                             "--report_to", "none", "--disable_tqdm", "true"])
+    assert {"eval_loss", "eval_accuracy", "eval_before_loss"} <= set(metrics)
+    assert metrics["eval_loss"] < metrics["eval_before_loss"]
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "mlm"))("北京")["input_ids"] == [101, 1266, 776, 102]
+    scores = train.main(["--model_name_or_path", str(tmp_path / "mlm"), "--do_eval", "--data_dir", str(small_data_dir),
+                         "--data_save_dir", str(tmp_path / "cache"), "--cleaned_dir", str(tmp_path / "cleaned"),
+                         "--output_dir", str(tmp_path / "ft"), "--max_seq_length", "32", "--report_to", "none"])
+    assert 0.0 <= scores["eval_avg"] <= 1.0
+
+
+def test_config_overrides_set_the_sizes(tmp_path):
+    args = pretrain.PretrainArguments(config_name=str(TINY_CONFIG), config_overrides="hidden_size=48,num_hidden_layers=1")
+    model = pretrain.build_model(args)
+    assert model.config.hidden_size == 48 and model.config.num_hidden_layers == 1
+
+
+def test_profile_is_demo_without_cuda_and_baseline_only_when_model_reachable(tmp_path):
+    assert choose_profile.choose("auto", "hfl/chinese-roberta-wwm-ext-large", cuda=False)[0] == "demo"
+    (tmp_path / "config.json").write_text("{}")
+    assert choose_profile.choose("auto", str(tmp_path), cuda=True)[0] == "baseline"
+    assert choose_profile.choose("auto", str(tmp_path / "missing"), cuda=True)[0] == "demo"
+    assert choose_profile.choose("baseline", "x", cuda=False)[0] == "baseline"
+    with pytest.raises(ValueError):
+        choose_profile.choose("fast", "x")
+    if not torch.cuda.is_available():
+        assert choose_profile.choose("auto", "hfl/chinese-roberta-wwm-ext-large")[0] == "demo"
