@@ -148,7 +148,7 @@ class MultiTaskCollator:
     def __init__(self, pad_token_id: int = 0):
         self.pad_token_id = pad_token_id
 
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         task_ids = {e["task_id"] for e in examples}
         if len(task_ids) != 1:
             raise ValueError(f"a batch must come from one task, got task ids {sorted(task_ids)}")
@@ -165,7 +165,8 @@ class MultiTaskCollator:
             "input_ids": input_ids,
             "token_type_ids": token_type_ids,
             "attention_mask": attention_mask,
-            "task_id": torch.tensor(task_ids.pop(), dtype=torch.long),
+            # A Python int, not a tensor: it stays on the host, so the model picks its head without a device sync.
+            "task_id": task_ids.pop(),
         }
         labels = torch.stack([torch.as_tensor(e["labels"]) for e in examples])
         if bool((labels != IGNORE_LABEL).any()):  # unlabelled (test) batches carry no labels: no loss, no metrics

@@ -1,0 +1,62 @@
+"""Fraction of computed tokens that are real tokens, for four ways of batching the bundled train splits.
+
+pad to max_seq_length | mixed-task random batches padded to their longest | task-homogeneous batches padded to their
+longest (2020) | task-homogeneous + length-grouped (MultiTaskBatchSampler with lengths)."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import REPO_ROOT, header, results_path, table, write_section
+from mtl.args import DataTrainingArguments
+from mtl.data import MultiTaskBatchSampler
+from mtl.features import load_or_build_task, load_tokenizer
+from mtl.tasks import get_tasks
+
+
+def efficiency(batches: list[list[int]], lengths: torch.Tensor) -> float:
+    real = sum(int(lengths[b].sum()) for b in batches)
+    computed = sum(len(b) * int(lengths[b].max()) for b in batches)
+    return real / computed
+
+
+def measure(lengths: list[torch.Tensor], batch_size: int, max_seq_length: int, seed: int = 0) -> dict[str, float]:
+    flat = torch.cat(lengths)
+    sizes = [len(x) for x in lengths]
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(flat), generator=g).tolist()
+    mixed = [perm[s:s + batch_size] for s in range(0, len(perm), batch_size)]
+    homogeneous = MultiTaskBatchSampler(sizes, batch_size, seed=seed).batches(0)
+    grouped = MultiTaskBatchSampler(sizes, batch_size, seed=seed, lengths=lengths).batches(0)
+    return {
+        f"pad to {max_seq_length}": float(flat.sum()) / (len(flat) * max_seq_length),
+        "mixed-task, pad to batch max": efficiency(mixed, flat),
+        "task-homogeneous, dynamic (2020)": efficiency(homogeneous, flat),
+        "task-homogeneous, length-grouped": efficiency(grouped, flat),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="debug-sized data (first 1000 rows per file), for CI")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    data_args = DataTrainingArguments(debug=args.smoke, data_save_dir=str(REPO_ROOT / "user_data" / ("bench_smoke" if args.smoke else "")),
+                                      cleaned_dir=str(REPO_ROOT / "user_data" / ("bench_smoke" if args.smoke else "")))
+    tokenizer = load_tokenizer(data_args.tokenizer_dir)
+    lengths = []
+    for task in get_tasks(data_args.tasks):
+        train = load_or_build_task(task, tokenizer, data_args)["train"]
+        lengths.append(train["offsets"][1:] - train["offsets"][:-1])
+    rows = []
+    for batch_size in (16, 32):
+        for name, value in measure(lengths, batch_size, data_args.max_seq_length).items():
+            rows.append({"batch size": batch_size, "batching": name, "real / computed tokens": f"{value:.3f}"})
+    text = header("Padding efficiency (train splits of the three tasks)", "python bench/padding_efficiency.py")
+    text += table(rows, ["batch size", "batching", "real / computed tokens"])
+    write_section(results_path("padding", args.smoke, args.out), text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Training throughput, same BERT shape, same data, same number of optimizer steps:
+(a) the stock HF recipe (AutoModelForSequenceClassification, one model per task, DataCollatorWithPadding, default
+    random sampler; steps split across the tasks in proportion to their train sizes),
+(b) MultiTaskTrainer as in 2020 (task-homogeneous batches, dynamic padding, no length grouping),
+(c) MultiTaskTrainer with length-grouped task batches (`--train_sampling_strategy group_by_length`).
+Each variant runs in its own process (clean peak-memory readings); steady-state rates exclude warm-up steps.
+
+Usage: python bench/train_throughput.py [--size small|large] [--steps N] [--bf16] [--compile] [--smoke]"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from common import REPO_ROOT, header, results_path, table, write_section
+
+SIZES = {  # BERT shapes; vocab is the bundled 21,128 tokens
+    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    "small": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=512),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+}
+
+
+class TokenCounter:
+    """Wraps a collator; records (real, computed) tokens of every batch in order."""
+
+    def __init__(self, collator):
+        self.collator, self.batches = collator, []
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        mask = batch["attention_mask"]
+        self.batches.append((int(mask.sum()), mask.numel(), mask.shape[1]))
+        return batch
+
+
+def step_timer(warmup: int):
+    from transformers import TrainerCallback
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.start = self.end = None
+            self.steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.steps += 1
+            if self.steps == warmup:
+                self.start = time.perf_counter()
+            self.end = time.perf_counter()
+
+    return Timer()
+
+
+def training_args(out: str, steps: int, batch_size: int, bf16: bool, compile_: bool, **extra):
+    from mtl.args import MultiTaskTrainingArguments
+
+    return MultiTaskTrainingArguments(
+        output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=3e-5, seed=2020,
+        eval_strategy="no", save_strategy="no", load_best_model_at_end=False, logging_steps=10**6,
+        report_to="none", disable_tqdm=True, bf16=bf16, torch_compile=compile_, dataloader_pin_memory=False, **extra)
+
+
+def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: int, max_seq_length: int,
+                bf16: bool, compile_: bool, debug: bool) -> dict:
+    from transformers import AutoModelForSequenceClassification, BertConfig, DataCollatorWithPadding, Trainer
+
+    from mtl.args import DataTrainingArguments
+    from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
+    from mtl.features import load_or_build_task, load_tokenizer
+    from mtl.model import BertMultiTaskModel, add_tasks_to_config
+    from mtl.tasks import get_tasks
+    from mtl.trainer import MultiTaskTrainer
+
+    cache = str(REPO_ROOT / "user_data" / f"bench_cache_{max_seq_length}{'_debug' if debug else ''}")
+    data_args = DataTrainingArguments(max_seq_length=max_seq_length, debug=debug, data_save_dir=cache, cleaned_dir=cache)
+    tokenizer = load_tokenizer(data_args.tokenizer_dir)
+    tasks = get_tasks(None)
+    train = {t.name: load_or_build_task(t, tokenizer, data_args)["train"] for t in tasks}
+    config = BertConfig(vocab_size=21128, max_position_embeddings=512, **SIZES[size])
+    out = str(REPO_ROOT / "user_data" / "bench_throughput")
+    torch.manual_seed(0)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    counters, elapsed, timed_steps = [], 0.0, 0
+
+    if variant == "a":
+        sizes = [len(train[t.name]["ids"]) for t in tasks]
+        per_task = [round(steps * n / sum(sizes)) for n in sizes]
+        per_task[-1] = steps - sum(per_task[:-1])
+        for task, n_steps in zip(tasks, per_task):
+            features = train[task.name]
+            ds = SingleTaskDataset(features, 0)
+            rows = [{"input_ids": ds[i]["input_ids"].tolist(), "token_type_ids": ds[i]["token_type_ids"].tolist(),
+                     "labels": int(ds[i]["labels"])} for i in range(len(ds))]
+            model = AutoModelForSequenceClassification.from_config(
+                BertConfig(vocab_size=21128, max_position_embeddings=512, num_labels=task.num_labels, **SIZES[size]))
+            counter = TokenCounter(DataCollatorWithPadding(tokenizer))
+            task_warmup = max(1, min(warmup, n_steps - 1))  # at least one timed step per task
+            timer = step_timer(task_warmup)
+            trainer = Trainer(model=model, args=training_args(out, n_steps, batch_size, bf16, compile_),
+                              train_dataset=rows, data_collator=counter, callbacks=[timer])
+            trainer.train()
+            elapsed += timer.end - timer.start
+            timed_steps += timer.steps - task_warmup
+            # accelerate prefetches one batch, so the counter may hold one more than was consumed
+            counters.append(counter.batches[task_warmup:timer.steps])
+    else:
+        add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
+        model = BertMultiTaskModel(config)
+        dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
+        counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id))
+        timer = step_timer(warmup)
+        strategy = "group_by_length" if variant == "c" else "random"
+        trainer = MultiTaskTrainer(model=model, args=training_args(out, steps, batch_size, bf16, compile_,
+                                                                   train_sampling_strategy=strategy),
+                                   train_dataset=dataset, data_collator=counter, callbacks=[timer], ema_decay=0.999)
+        trainer.train()
+        elapsed, timed_steps = timer.end - timer.start, timer.steps - warmup
+        counters.append(counter.batches[warmup:timer.steps])
+
+    batches = [b for c in counters for b in c]
+    real, computed = sum(b[0] for b in batches), sum(b[1] for b in batches)
+    n_params = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    layers, hidden = config.num_hidden_layers, config.hidden_size
+    # model FLOPs of the computed (padded) tokens: 6 N per token + attention scores 12 L h s per token
+    flops = sum(6 * n_params * b[1] + 12 * layers * hidden * b[2] * b[1] for b in batches)
+    peak = (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    return {"variant": variant, "steps timed": timed_steps, "seconds": elapsed,
+            "samples/s": timed_steps * batch_size / elapsed, "real tokens/s": real / elapsed,
+            "computed tokens/s": computed / elapsed, "real/computed": real / computed,
+            "TFLOP/s": flops / elapsed / 1e12, "peak memory GiB": peak}
+
+
+LABELS = {"a": "(a) stock HF recipe", "b": "(b) MultiTaskTrainer, 2020 batching", "c": "(c) MultiTaskTrainer, length-grouped"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=list(SIZES), default="small")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_seq_length", type=int, default=300)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--variants", default="a,b,c")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, debug data, a few steps: for CI")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.smoke:
+        args.size, args.steps, args.warmup = "tiny", 12, 2
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args.variant, args.size, args.steps, args.warmup, args.batch_size,
+                                                 args.max_seq_length, args.bf16, args.compile, args.smoke)))
+        return
+    rows = []
+    for v in args.variants.split(","):
+        cmd = [sys.executable, __file__, "--variant", v, "--size", args.size, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--batch_size", str(args.batch_size),
+               "--max_seq_length", str(args.max_seq_length)] + (["--bf16"] if args.bf16 else []) \
+            + (["--compile"] if args.compile else []) + (["--smoke"] if args.smoke else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if proc.returncode or line is None:
+            sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+            raise SystemExit(f"variant {v} failed")
+        rows.append(json.loads(line[len("RESULT "):]))
+    by = {r["variant"]: r for r in rows}
+    shown = []
+    for r in rows:
+        shown.append({"variant": LABELS[r["variant"]], "samples/s": f"{r['samples/s']:.1f}",
+                      "real tokens/s": f"{r['real tokens/s']:,.0f}", "real/computed": f"{r['real/computed']:.3f}",
+                      "model TFLOP/s": f"{r['TFLOP/s']:.2f}", "peak memory (GiB)": f"{r['peak memory GiB']:.2f}"})
+    title = (f"Training throughput: {args.size} BERT ({SIZES[args.size]['num_hidden_layers']} layers, hidden "
+             f"{SIZES[args.size]['hidden_size']}), batch {args.batch_size}, {args.steps} steps"
+             f"{', bf16' if args.bf16 else ', fp32'}{', torch.compile' if args.compile else ''}")
+    command = "python bench/train_throughput.py " + " ".join(a for a in sys.argv[1:])
+    text = header(title, command.strip()) + table(shown, ["variant", "samples/s", "real tokens/s", "real/computed",
+                                                          "model TFLOP/s", "peak memory (GiB)"])
+    if {"a", "c"} <= set(by):
+        text += f"\nRatio (c)/(a) samples/s: **{by['c']['samples/s'] / by['a']['samples/s']:.2f}x**"
+    if {"b", "c"} <= set(by):
+        text += f"; (c)/(b): **{by['c']['samples/s'] / by['b']['samples/s']:.2f}x**"
+    text += ("\n\nPeak memory: CPU = the process's max RSS; GPU = torch.cuda.max_memory_allocated. Model FLOPs count "
+             "every computed (padded) token: 6 x non-embedding parameters + 12 x layers x hidden x padded length.\n")
+    out = results_path(f"throughput_{args.size}{'_bf16' if args.bf16 else ''}{'_compile' if args.compile else ''}",
+                       args.smoke, args.out)
+    write_section(out, text)
+    (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
