@@ -5,6 +5,7 @@ longest (2020) | task-homogeneous + length-grouped (MultiTaskBatchSampler with l
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
@@ -55,7 +56,9 @@ def main() -> None:
             rows.append({"batch size": batch_size, "batching": name, "real / computed tokens": f"{value:.3f}"})
     text = header("Padding efficiency (train splits of the three tasks)", "python bench/padding_efficiency.py")
     text += table(rows, ["batch size", "batching", "real / computed tokens"])
-    write_section(results_path("padding", args.smoke, args.out), text)
+    out = results_path("padding", args.smoke, args.out)
+    write_section(out, text)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

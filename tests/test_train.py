@@ -186,3 +186,13 @@ def test_resume_from_checkpoint_continues_weights_and_ema(tmp_path, small_data_d
     full, resumed = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=1e-6)
+
+
+def test_same_seed_gives_the_same_scores(tmp_path, small_data_dir):
+    args = ["--config_name", str(TINY_CONFIG), "--do_train", "--do_eval", "--max_steps", "8", "--eval_strategy", "no",
+            "--load_best_model_at_end", "false", "--save_strategy", "no", "--learning_rate", "1e-3",
+            "--train_sampling_strategy", "group_by_length"]
+    first = train.main(args + common(tmp_path, small_data_dir, "seed_a"))
+    second = train.main(args + common(tmp_path, small_data_dir, "seed_b"))
+    keys = ["eval_ocnli", "eval_ocemotion", "eval_tnews", "eval_avg", "eval_loss"]
+    assert [first[k] for k in keys] == [second[k] for k in keys]

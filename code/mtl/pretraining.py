@@ -16,10 +16,10 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
 from .cleaning import clean_texts
+from .features import truncating_backend
 from .io import read_tsv
 from .tasks import ROUND1_DIR, ROUND2_DIR, Task
 
@@ -64,10 +64,7 @@ def jieba_word_starts(texts: list[str]) -> list[np.ndarray]:
 
 def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int) -> dict[str, Any]:
     """Token ids and, per token, the jieba word it belongs to (-1 for [CLS]/[SEP]); flat arrays + offsets."""
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    backend.enable_truncation(max_seq_length)
-    backend.no_padding()
-    encodings = backend.encode_batch(texts)
+    encodings = truncating_backend(tokenizer, max_seq_length).encode_batch(texts)
     char_words = jieba_word_starts(texts)
     ids, words, lengths = [], [], []
     for enc, cw in zip(encodings, char_words):

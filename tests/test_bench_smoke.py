@@ -1,0 +1,22 @@
+"""The benchmarks run end to end at tiny sizes (`bench/run_all.sh --smoke`), so they cannot silently rot."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_bench_smoke_mode_runs_every_benchmark_and_writes_its_tables():
+    out = REPO_ROOT / "user_data" / "bench_smoke"
+    for f in out.glob("*.md"):
+        f.unlink()
+    proc = subprocess.run(["bash", str(REPO_ROOT / "bench" / "run_all.sh"), "--smoke"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    expected = {"preprocess": "speed-up", "padding": "length-grouped", "ema": "foreach",
+                "throughput_tiny": "(c) MultiTaskTrainer, length-grouped"}
+    for name, marker in expected.items():
+        text = (out / f"{name}.md").read_text(encoding="utf-8")
+        assert marker in text and "Machine:" in text and "Commit:" in text, name
