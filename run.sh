@@ -24,11 +24,11 @@ case "$profile" in
     MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-128}
     DEMO_CONFIG=${DEMO_CONFIG:-code/assets/configs/demo.json}
     # Sized so that the whole run fits in 20 minutes on a 2-core CPU (README, "Results").
-    PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-0.4}
+    PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-0.3}
     STAGE1_EPOCHS=${STAGE1_EPOCHS:-1.25}
     STAGE2_EPOCHS=${STAGE2_EPOCHS:-0.4}
     stage1=(--learning_rate 3e-4 --per_device_train_batch_size 64 --warmup_steps 0.06 --weight_decay 0.01
-            --eval_steps 1000 --save_steps 1000 --logging_steps 200 --train_sampling_strategy group_by_length)
+            --eval_steps 1500 --save_steps 1500 --logging_steps 200 --train_sampling_strategy group_by_length)
     stage2=(--learning_rate 1e-3 --per_device_train_batch_size 64 --eval_steps 1000 --save_steps 1000
             --logging_steps 200 --train_sampling_strategy group_by_length)
     ;;
@@ -72,8 +72,9 @@ echo "run.sh: [4/5] stage 2: encoder frozen, heads trained"
   --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval --num_train_epochs "$STAGE2_EPOCHS" "${stage2[@]}" $EXTRA_ARGS
 
 echo "run.sh: [5/5] test B prediction with the final model"
+# train.py ends its output with the scores table (3 lines)
 scores=$("$PYTHON" code/train.py --model_name_or_path "$OUTPUT_DIR/stage2" "${data[@]}" --test_b \
-  --output_dir "$OUTPUT_DIR/stage2" --prediction_dir "$PREDICTION_DIR" --do_eval --do_predict)
+  --output_dir "$OUTPUT_DIR/stage2" --prediction_dir "$PREDICTION_DIR" --do_eval --do_predict | tail -n 3)
 
 echo
 echo "run.sh: done in $((SECONDS - start)) s, profile '$profile'. Validation scores of the final model:"
