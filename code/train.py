@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    for attr in ("output_dir",):
-        setattr(training_args, attr, str(resolve(getattr(training_args, attr))))
+    training_args.output_dir = str(resolve(training_args.output_dir))
     if model_args.model_name_or_path and resolve(model_args.model_name_or_path).exists():
         model_args.model_name_or_path = str(resolve(model_args.model_name_or_path))
     if model_args.config_name:
