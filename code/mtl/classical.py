@@ -11,9 +11,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-from .cleaning import clean_texts
-from .features import TaskFiles, stratified_split
-from .io import read_tsv
+from .features import TaskFiles, read_clean, stratified_split
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -21,10 +19,9 @@ logger = logging.getLogger(__name__)
 
 def task_split_texts(task: Task, args: Any) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
     """The cleaned texts and labels of the same train/validation split the caches use (same function, seed, ratio)."""
-    files = TaskFiles.of(task, args.data_dir, None)
-    table, _ = read_tsv(files.train, task.columns(True), task.text_columns, task.labels,
-                        skip_bad_rows=args.skip_bad_rows, max_rows=1000 if args.debug else None)
-    columns = {c: clean_texts(task.cleaner, table.columns[c]) for c in task.text_columns}
+    table = read_clean(task, TaskFiles.of(task, args.data_dir, None).train, True, args.skip_bad_rows,
+                       1000 if args.debug else None)
+    columns = {c: table.columns[c] for c in task.text_columns}
     labels = table.columns["label"]
     train, val = stratified_split(labels, args.train_val_split_ratio, args.split_seed)
     pick = lambda idx: {c: [v[i] for i in idx] for c, v in columns.items()}  # noqa: E731

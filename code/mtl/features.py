@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .cleaning import clean_texts
-from .io import ReadReport, Table, atomic_path, read_tsv, write_text_atomic, write_tsv
+from .io import Table, atomic_path, read_tsv, write_text_atomic, write_tsv
 from .paths import resolve
 from .tasks import ROUND1_DIR, ROUND2_DIR, Task
 
@@ -147,19 +147,20 @@ def cache_dir(task: Task, data_save_dir: str) -> Path:
     return resolve(data_save_dir) / f"{task.name}_processed"
 
 
-def _read(task: Task, path: Path, with_label: bool, args: Any) -> tuple[Table, ReadReport]:
-    table, report = read_tsv(
-        path,
-        task.columns(with_label),
-        text_columns=task.text_columns,
-        labels=task.labels if with_label else None,
-        skip_bad_rows=args.skip_bad_rows,
-        max_rows=1000 if args.debug else None,
-    )
+def read_clean(task: Task, path: Path, with_label: bool, skip_bad_rows: bool = False,
+               max_rows: Optional[int] = None) -> Table:
+    """One of the task's files, validated (labels too when `with_label`), summary logged, texts cleaned."""
+    table, report = read_tsv(path, task.columns(with_label), text_columns=task.text_columns,
+                             labels=task.labels if with_label else None, skip_bad_rows=skip_bad_rows,
+                             max_rows=max_rows)
     logger.info(report.summary())
     for column in task.text_columns:
         table.columns[column] = clean_texts(task.cleaner, table.columns[column])
-    return table, report
+    return table
+
+
+def _read(task: Task, path: Path, with_label: bool, args: Any) -> Table:
+    return read_clean(task, path, with_label, args.skip_bad_rows, 1000 if args.debug else None)
 
 
 def _split_features(task: Task, table: Table, backend: Tokenizer, label2id: dict[str, int],
@@ -179,8 +180,8 @@ def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: Any) 
     start = time.perf_counter()
     files = TaskFiles.of(task, args.data_dir, args.use_pseudo)
     cleaned = resolve(args.cleaned_dir)
-    train, _ = _read(task, files.train, True, args)
-    tests = {name: _read(task, path, False, args)[0] for name, path in (("a", files.test_a), ("b", files.test_b))}
+    train = _read(task, files.train, True, args)
+    tests = {name: _read(task, path, False, args) for name, path in (("a", files.test_a), ("b", files.test_b))}
     # Cleaned copies in the competition layout; round 2 also receives the train file, as the baseline did.
     for round_dir, test_name, test_file in ((ROUND1_DIR, "a", task.test_a_file), (ROUND2_DIR, "b", task.test_b_file)):
         out = cleaned / f"cleaned_{round_dir}"
@@ -191,7 +192,7 @@ def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: Any) 
     train_idx, val_idx = stratified_split(train.columns["label"], args.train_val_split_ratio, args.split_seed)
     train_rows = train.select(train_idx)
     if files.pseudo is not None:  # pseudo-labelled test rows join the train split only, never validation
-        pseudo, _ = _read(task, files.pseudo, True, args)
+        pseudo = _read(task, files.pseudo, True, args)
         logger.info("%s: %d pseudo-labelled rows added to train", task.name, len(pseudo))
         train_rows.extend(pseudo)
     predict = tests["b" if args.test_b else "a"]

@@ -18,9 +18,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
-from .cleaning import clean_texts
-from .features import truncating_backend
-from .io import read_tsv
+from .features import read_clean, truncating_backend
 from .tasks import ROUND1_DIR, ROUND2_DIR, Task
 
 logger = logging.getLogger(__name__)
@@ -33,10 +31,9 @@ def task_texts(tasks: Iterable[Task], data_dir: Path) -> list[str]:
     for task in tasks:
         for sub, name, with_label in ((ROUND1_DIR, task.train_file, True), (ROUND1_DIR, task.test_a_file, False),
                                       (ROUND2_DIR, task.test_b_file, False)):
-            table, report = read_tsv(data_dir / sub / name, task.columns(with_label), task.text_columns,
-                                     task.labels if with_label else None)
+            table = read_clean(task, data_dir / sub / name, with_label)
             for column in task.text_columns:
-                texts.update(dict.fromkeys(clean_texts(task.cleaner, table.columns[column])))
+                texts.update(dict.fromkeys(table.columns[column]))
     return list(texts)
 
 
