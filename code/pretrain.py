@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import transformers  # noqa: E402
 from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, TrainingArguments, set_seed  # noqa: E402
 
-from mtl.features import load_tokenizer  # noqa: E402
-from mtl.paths import DEFAULT_TOKENIZER_DIR, resolve  # noqa: E402
+from mtl.features import load_tokenizer, tokenizer_source  # noqa: E402
+from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve  # noqa: E402
 from mtl.pretraining import (ChineseWholeWordMaskCollator, MaskedLMTrainer, MLMDataset, encode_with_words,  # noqa: E402
                              file_texts, task_texts)
 from mtl.tasks import TASKS, get_tasks  # noqa: E402
@@ -61,8 +61,7 @@ class PretrainTrainingArguments(TrainingArguments):
 
 def build_model(args: PretrainArguments) -> BertForMaskedLM:
     if args.model_name_or_path:
-        path = str(resolve(args.model_name_or_path)) if resolve(args.model_name_or_path).exists() else args.model_name_or_path
-        return BertForMaskedLM.from_pretrained(path)
+        return BertForMaskedLM.from_pretrained(model_path(args.model_name_or_path))
     if not args.config_name:
         raise ValueError("give --model_name_or_path (continued pretraining) or --config_name (from scratch)")
     config = BertConfig.from_pretrained(str(resolve(args.config_name)))
@@ -79,8 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     training_args.output_dir = str(resolve(training_args.output_dir))
     set_seed(training_args.seed)
 
-    model_dir = resolve(args.model_name_or_path) if args.model_name_or_path else None
-    tokenizer = load_tokenizer(str(model_dir) if model_dir and (model_dir / "vocab.txt").exists() else args.tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_source(args.model_name_or_path, args.tokenizer_dir))
     start = time.perf_counter()
     if args.train_files:
         texts = file_texts(resolve(p) for p in args.train_files.split(","))

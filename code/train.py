@@ -15,11 +15,11 @@ from transformers import HfArgumentParser, set_seed  # noqa: E402
 
 from mtl.args import DataTrainingArguments, ModelArguments, MultiTaskTrainingArguments  # noqa: E402
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset  # noqa: E402
-from mtl.features import label2id_for, load_or_build_task, load_tokenizer  # noqa: E402
+from mtl.features import label2id_for, load_or_build_task, load_tokenizer, tokenizer_source  # noqa: E402
 from mtl.metrics import format_scores  # noqa: E402
 from mtl.model import load_model  # noqa: E402
 from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip  # noqa: E402
-from mtl.paths import resolve  # noqa: E402
+from mtl.paths import model_path, resolve  # noqa: E402
 from mtl.tasks import get_tasks  # noqa: E402
 from mtl.trainer import MultiTaskTrainer  # noqa: E402
 
@@ -34,34 +34,22 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def tokenizer_source(model_args: ModelArguments, data_args: DataTrainingArguments) -> str:
-    """--tokenizer_name, else the model's own tokenizer when it ships one, else --tokenizer_dir."""
-    if model_args.tokenizer_name:
-        return model_args.tokenizer_name
-    path = model_args.model_name_or_path
-    if path:
-        local = resolve(path)
-        if not local.exists():
-            return path  # a hub id
-        if any((local / f).exists() for f in ("tokenizer.json", "vocab.txt")):
-            return str(local)
-    return data_args.tokenizer_dir
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     training_args.output_dir = str(resolve(training_args.output_dir))
-    if model_args.model_name_or_path and resolve(model_args.model_name_or_path).exists():
-        model_args.model_name_or_path = str(resolve(model_args.model_name_or_path))
+    if model_args.model_name_or_path:
+        model_args.model_name_or_path = model_path(model_args.model_name_or_path)
     if model_args.config_name:
         model_args.config_name = str(resolve(model_args.config_name))
     set_seed(training_args.seed)
 
     # ---- data ----
     tasks = get_tasks(data_args.tasks)
-    tokenizer = load_tokenizer(tokenizer_source(model_args, data_args))
+    # --tokenizer_name, else the model's own tokenizer, else --tokenizer_dir
+    tokenizer = load_tokenizer(model_args.tokenizer_name
+                               or tokenizer_source(model_args.model_name_or_path, data_args.tokenizer_dir))
     cached = {t.name: load_or_build_task(t, tokenizer, data_args) for t in tasks}
     id2label = {t.name: {i: label for label, i in label2id_for(t).items()} for t in tasks}
 

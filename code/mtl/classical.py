@@ -11,7 +11,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-from .features import TaskFiles, read_clean, stratified_split
+from .features import TaskFiles, read_with_args, stratified_split
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -19,8 +19,7 @@ logger = logging.getLogger(__name__)
 
 def task_split_texts(task: Task, args: Any) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
     """The cleaned texts and labels of the same train/validation split the caches use (same function, seed, ratio)."""
-    table = read_clean(task, TaskFiles.of(task, args.data_dir, None).train, True, args.skip_bad_rows,
-                       1000 if args.debug else None)
+    table = read_with_args(task, TaskFiles.of(task, args.data_dir, None).train, True, args)
     columns = {c: table.columns[c] for c in task.text_columns}
     labels = table.columns["label"]
     train, val = stratified_split(labels, args.train_val_split_ratio, args.split_seed)

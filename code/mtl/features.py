@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .cleaning import clean_texts
 from .io import Table, atomic_path, read_tsv, write_text_atomic, write_tsv
-from .paths import resolve
+from .paths import model_path, resolve
 from .tasks import ROUND1_DIR, ROUND2_DIR, Task
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,16 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     Not `BertTokenizerFast(vocab_file=...)`: on transformers 5.x it silently encodes every character as [UNK].
     """
     return AutoTokenizer.from_pretrained(str(resolve(path)))
+
+
+def tokenizer_source(model_name_or_path: Optional[str], fallback: str) -> str:
+    """The model's own tokenizer when it ships one (a hub id is assumed to), else `fallback`."""
+    if model_name_or_path:
+        path = model_path(model_name_or_path)
+        local = Path(path)
+        if not local.exists() or any((local / f).exists() for f in ("tokenizer.json", "vocab.txt")):
+            return path
+    return fallback
 
 
 def tokenizer_hash(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -159,7 +169,8 @@ def read_clean(task: Task, path: Path, with_label: bool, skip_bad_rows: bool = F
     return table
 
 
-def _read(task: Task, path: Path, with_label: bool, args: Any) -> Table:
+def read_with_args(task: Task, path: Path, with_label: bool, args: Any) -> Table:
+    """`read_clean` as DataTrainingArguments ask (--skip_bad_rows; --debug: the first 1000 rows)."""
     return read_clean(task, path, with_label, args.skip_bad_rows, 1000 if args.debug else None)
 
 
@@ -180,8 +191,9 @@ def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: Any) 
     start = time.perf_counter()
     files = TaskFiles.of(task, args.data_dir, args.use_pseudo)
     cleaned = resolve(args.cleaned_dir)
-    train = _read(task, files.train, True, args)
-    tests = {name: _read(task, path, False, args) for name, path in (("a", files.test_a), ("b", files.test_b))}
+    train = read_with_args(task, files.train, True, args)
+    tests = {name: read_with_args(task, path, False, args)
+             for name, path in (("a", files.test_a), ("b", files.test_b))}
     # Cleaned copies in the competition layout; round 2 also receives the train file, as the baseline did.
     for round_dir, test_name, test_file in ((ROUND1_DIR, "a", task.test_a_file), (ROUND2_DIR, "b", task.test_b_file)):
         out = cleaned / f"cleaned_{round_dir}"
@@ -192,7 +204,7 @@ def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: Any) 
     train_idx, val_idx = stratified_split(train.columns["label"], args.train_val_split_ratio, args.split_seed)
     train_rows = train.select(train_idx)
     if files.pseudo is not None:  # pseudo-labelled test rows join the train split only, never validation
-        pseudo = _read(task, files.pseudo, True, args)
+        pseudo = read_with_args(task, files.pseudo, True, args)
         logger.info("%s: %d pseudo-labelled rows added to train", task.name, len(pseudo))
         train_rows.extend(pseudo)
     predict = tests["b" if args.test_b else "a"]
