@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import transformers  # noqa: E402
 from transformers import HfArgumentParser, set_seed  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
 from mtl.args import DataTrainingArguments, ModelArguments, MultiTaskTrainingArguments  # noqa: E402
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset  # noqa: E402
@@ -34,9 +35,23 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
+    """--resume_from_checkpoint (a path, or true: the last one), else run_glue's rule: a training run into an
+    output_dir that holds checkpoints continues from the last one unless --overwrite_output_dir."""
+    if args.resume_from_checkpoint is not None or not args.do_train or args.overwrite_output_dir:
+        return args.resume_from_checkpoint
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last is not None:
+        logger.info("resuming from %s, the last checkpoint in %s (--overwrite_output_dir starts over)",
+                    last, args.output_dir)
+    return last
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # Under torchrun every process runs this script; only the main one logs progress (the others warn).
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if training_args.should_log else logging.WARNING, force=True)
     transformers.utils.logging.set_verbosity_warning()
     training_args.output_dir = str(resolve(training_args.output_dir))
     if model_args.model_name_or_path:
@@ -50,7 +65,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # --tokenizer_name, else the model's own tokenizer, else --tokenizer_dir
     tokenizer = load_tokenizer(model_args.tokenizer_name
                                or tokenizer_source(model_args.model_name_or_path, data_args.tokenizer_dir))
-    cached = {t.name: load_or_build_task(t, tokenizer, data_args) for t in tasks}
+    # Caches are built by one process while the others wait, then read by all: once in all when output storage
+    # is shared between nodes, once per node with --save_on_each_node (storage local to each node).
+    with training_args.main_process_first(local=training_args.save_on_each_node, desc="task caches"):
+        cached = {t.name: load_or_build_task(t, tokenizer, data_args) for t in tasks}
     id2label = {t.name: {i: label for label, i in label2id_for(t).items()} for t in tasks}
 
     # ---- model ----
@@ -80,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics: dict[str, float] = {}
 
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
         trainer.save_model()  # EMA weights (or the best checkpoint's), config with tasks, tokenizer
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
@@ -93,19 +111,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     if training_args.do_predict:
         predict_set = dataset("predict")
-        predictions = trainer.predict_tasks(predict_set)
-        out_dir = resolve(data_args.prediction_dir)
-        files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in tasks]
-        zip_path = write_submission_zip(files, out_dir / "submit.zip")
-        logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
-        if data_args.pseudo:
-            pseudo_dir = Path(training_args.output_dir) / "pseudo"
-            for t in tasks:
-                write_pseudo_labels(t, predictions[t.name], predict_set.datasets[t.name], id2label[t.name],
-                                    data_args.pseudo_threshold, pseudo_dir)
+        predictions = trainer.predict_tasks(predict_set)  # every process takes part
+        if trainer.is_world_process_zero():  # one process writes
+            out_dir = resolve(data_args.prediction_dir)
+            files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in tasks]
+            zip_path = write_submission_zip(files, out_dir / "submit.zip")
+            logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
+            if data_args.pseudo:
+                pseudo_dir = Path(training_args.output_dir) / "pseudo"
+                for t in tasks:
+                    write_pseudo_labels(t, predictions[t.name], predict_set.datasets[t.name], id2label[t.name],
+                                        data_args.pseudo_threshold, pseudo_dir)
 
-    if metrics:
+    if metrics and trainer.is_world_process_zero():
         print(format_scores(metrics, task_names))  # the final scores table, on stdout for run.sh
+    trainer.end()  # ends trackers and, under torchrun, the process group
     return metrics
 
 

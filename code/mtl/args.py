@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from transformers import TrainingArguments
 
 from .paths import DEFAULT_TOKENIZER_DIR
@@ -66,3 +67,17 @@ class MultiTaskTrainingArguments(TrainingArguments):
     # options (TPU metrics, underflow/overflow detection) are taken off the command line to free the name.
     debug: str = field(default="", init=False)
     save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep at most this many checkpoints (the best is always kept)."})
+    # One head per step: under DDP the other heads get no gradient, which DDP must be told to expect.
+    ddp_find_unused_parameters: Optional[bool] = field(default=True, metadata={"help": "DDP's find_unused_parameters; must stay true (each step uses one task head)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Train from scratch even when output_dir holds checkpoints (by default training resumes from the last one, as run_glue.py)."})
+
+    def __post_init__(self):
+        # On a machine without CUDA, train on the CPU explicitly: accelerate then sets up a gloo process group
+        # under torchrun / accelerate launch (without it, N processes run N copies of the same one-process
+        # training), and --bf16 is accepted on the CPU.
+        if not self.use_cpu and not torch.cuda.is_available():
+            self.use_cpu = True
+        if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in ("true", "false"):
+            # HF's `Trainer.train(resume_from_checkpoint=True)` means the last checkpoint in output_dir
+            self.resume_from_checkpoint = True if self.resume_from_checkpoint.lower() == "true" else None
+        super().__post_init__()

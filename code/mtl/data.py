@@ -87,17 +87,28 @@ def _length_grouped(indices: list[int], lengths: torch.Tensor, mega: int) -> lis
 class MultiTaskBatchSampler(Sampler[list[int]]):
     """Batches of global indices from a MultiTaskDataset, every batch from a single task.
 
-    Training (`shuffle=True`): each epoch a seeded permutation per task, cut into batches, mixed by `mixing`;
-    every example appears exactly once per epoch and the order changes with the epoch. With `lengths`, indices
-    are sorted by length inside random mega-batches of `mega_batch_factor` batches before cutting, so a batch
-    holds similar lengths and dynamic padding wastes little; batch order is still random.
-    Evaluation (`shuffle=False`): tasks in order, file order within a task.
+    Training (`shuffle=True`): each epoch a seeded permutation per task, cut into *global* batches of
+    `batch_size * num_replicas` rows, mixed by `mixing`; rank `r` takes the r-th contiguous slice of every global
+    batch. So every rank trains the same task in a step (a head's gradient is averaged over ranks that all used
+    it, and the task mix does not change with the number of processes), every example appears exactly once per
+    epoch across all ranks, and every rank takes the same number of steps. A task's last global batch with fewer
+    rows than ranks is merged into the one before it, so no rank ever gets an empty slice. With `lengths`,
+    indices are sorted by length inside random mega-batches of `mega_batch_factor` global batches before cutting,
+    so a batch holds similar lengths and dynamic padding wastes little; batch order is still random.
+    Evaluation (`shuffle=False`): tasks in order, file order within a task, cut into batches of `batch_size`;
+    rank `r` takes batches r, r + num_replicas, ... (whole task batches; ranks may get one batch more or less).
+    With `num_replicas=1` both are the plain one-process sampler.
     """
 
     def __init__(self, sizes: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, lengths: Optional[Sequence[torch.Tensor]] = None,
                  mega_batch_factor: int = 50,
-                 mixing: Callable[[list[list[list[int]]], torch.Generator], list[list[int]]] = proportional_mixing):
+                 mixing: Callable[[list[list[list[int]]], torch.Generator], list[list[int]]] = proportional_mixing,
+                 num_replicas: int = 1, rank: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.sizes = list(sizes)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -106,30 +117,54 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         self.lengths = lengths
         self.mega_batch_factor = mega_batch_factor
         self.mixing = mixing
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
         self.starts = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
+        if shuffle and num_replicas > 1:
+            small = [n for n in self.sizes if 0 < n < num_replicas]
+            if small:
+                raise ValueError(f"a task has {small[0]} training rows, fewer than the {num_replicas} processes: "
+                                 "every process needs a row of every batch; use fewer processes")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _cut(self, indices: list[int]) -> list[list[int]]:
-        batches = [indices[s:s + self.batch_size] for s in range(0, len(indices), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
+    def _cut(self, indices: list[int], size: int, replicas: int = 1) -> list[list[int]]:
+        batches = [indices[s:s + size] for s in range(0, len(indices), size)]
+        if batches and len(batches[-1]) < size:
+            if self.drop_last:
+                batches.pop()
+            elif len(batches[-1]) < replicas and len(batches) > 1:
+                batches[-2].extend(batches.pop())  # too few rows for one per rank: join the previous batch
         return batches
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        """The batches of one epoch (a pure function of seed and epoch)."""
-        if not self.shuffle:
-            return [b for start, n in zip(self.starts, self.sizes) for b in self._cut(list(range(start, start + n)))]
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        """The training batches of one epoch before they are sliced across ranks (a pure function of seed and
+        epoch, the same on every rank)."""
+        size = self.batch_size * self.num_replicas
         generator = torch.Generator().manual_seed(self.seed + epoch)
         task_batches = []
         for t, (start, n) in enumerate(zip(self.starts, self.sizes)):
             local = torch.randperm(n, generator=generator).tolist()
             if self.lengths is not None:
-                local = _length_grouped(local, self.lengths[t], self.batch_size * self.mega_batch_factor)
-            task_batches.append(self._cut([start + i for i in local]))
+                local = _length_grouped(local, self.lengths[t], size * self.mega_batch_factor)
+            task_batches.append(self._cut([start + i for i in local], size, self.num_replicas))
         return self.mixing(task_batches, generator)
+
+    def _slice(self, batch: list[int]) -> list[int]:
+        """This rank's contiguous share of a global batch (shares differ in size by at most one row)."""
+        base, extra = divmod(len(batch), self.num_replicas)
+        start = self.rank * base + min(self.rank, extra)
+        return batch[start:start + base + (self.rank < extra)]
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of one epoch."""
+        if not self.shuffle:
+            every = [b for start, n in zip(self.starts, self.sizes)
+                     for b in self._cut(list(range(start, start + n)), self.batch_size)]
+            return every[self.rank::self.num_replicas]
+        return [self._slice(b) for b in self.global_batches(epoch)]
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch = self.epoch
@@ -138,8 +173,16 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         yield from self.batches(epoch)
 
     def __len__(self) -> int:
-        rounding = math.floor if self.drop_last else math.ceil
-        return sum(rounding(n / self.batch_size) for n in self.sizes)
+        if not self.shuffle:
+            total = sum(math.ceil(n / self.batch_size) for n in self.sizes)
+            return len(range(self.rank, total, self.num_replicas))
+        size = self.batch_size * self.num_replicas
+        count = 0
+        for n in self.sizes:
+            full, rest = divmod(n, size)
+            # a partial batch counts unless dropped, or merged into the one before it (fewer rows than ranks)
+            count += full + bool(rest and not self.drop_last and (rest >= self.num_replicas or full == 0))
+        return count
 
 
 class MultiTaskCollator:

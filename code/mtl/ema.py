@@ -5,6 +5,7 @@ import contextlib
 from typing import Iterator
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from transformers import TrainerCallback
 
@@ -64,11 +65,41 @@ class WeightEMA:
         torch._foreach_copy_(self.params, [state[n].to(p.device, p.dtype) for n, p in zip(self.names, self.params)])
 
 
+    @torch.no_grad()
+    def broadcast_from_main(self) -> None:
+        """Every process takes rank 0's EMA. DDP broadcasts the weights when it wraps the model; the EMA is ours to
+        keep in step (its copy was taken before wrapping, from each rank's own initialisation)."""
+        if _distributed():
+            for tensor in self.shadow:
+                dist.broadcast(tensor, src=0)
+
+    @torch.no_grad()
+    def check_same_on_all_ranks(self) -> None:
+        """Raise if any rank's EMA differs from rank 0's (one all_gather of per-tensor float64 sums)."""
+        if not _distributed() or not self.shadow:
+            return
+        local = torch.stack([t.double().sum() for t in self.shadow])
+        gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, local)
+        differ = [rank for rank, sums in enumerate(gathered) if not torch.equal(sums, gathered[0])]
+        if differ:
+            raise RuntimeError(f"the EMA weights of rank(s) {differ} differ from rank 0's: the processes trained "
+                               "different models (a desynchronised run); its checkpoints cannot be trusted")
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class EMACallback(TrainerCallback):
-    """Updates the EMA after every optimizer step (on_step_end runs right after optimizer.step)."""
+    """Keeps the EMA in step with training: the same on every rank at the start, updated after every optimizer
+    step (on_step_end runs right after optimizer.step)."""
 
     def __init__(self, ema: WeightEMA):
         self.ema = ema
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ema.broadcast_from_main()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.ema.update(state.global_step)

@@ -1,7 +1,10 @@
 """MultiTaskTrainer: transformers.Trainer with task-homogeneous batches, per-task macro-F1 and an EMA of the weights.
 
-Only documented hooks are overridden (dataloaders, evaluate, predict, checkpoint save/load); the training loop is
-transformers' own, so its flags (bf16, gradient accumulation and checkpointing, report_to, resume) all apply.
+The training loop is transformers' own, so its flags (bf16, gradient accumulation and checkpointing, report_to,
+resume, DDP under torchrun or accelerate launch) all apply. Overridden: the dataloaders (our sampler shards task
+batches across processes), `evaluation_loop` (exact row accounting, see there), `evaluate` / `predict_tasks` (EMA
+weights), and three private checkpoint methods (`_save_checkpoint`, `_load_from_checkpoint`, `_load_best_model`)
+that have no public hook for keeping the EMA and the raw training weights together.
 """
 from __future__ import annotations
 
@@ -15,10 +18,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
+from accelerate.utils import gather_object
 from transformers import EvalPrediction, Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, denumpify_detensorize
 
 from .data import MultiTaskBatchSampler, MultiTaskDataset
+from .features import IGNORE_LABEL
 from .ema import EMACallback, WeightEMA
 from .metrics import format_scores, split_by_task, task_scores
 
@@ -58,18 +63,16 @@ class MultiTaskTrainer(Trainer):
                 lengths = [d.lengths for d in dataset.datasets.values()]
             elif strategy != "random":
                 raise ValueError(f"train_sampling_strategy {strategy!r} is not supported; use random or group_by_length")
+        # Every process builds the same sampler and takes its own shard: whole task batches, never passed through
+        # accelerator.prepare (its BatchSamplerShard would shard again, and with even_batches repeat batches).
         sampler = MultiTaskBatchSampler(
             dataset.sizes, batch_size, shuffle=training, seed=self.args.data_seed or self.args.seed,
-            drop_last=training and self.args.dataloader_drop_last, lengths=lengths)
-        loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                            num_workers=self.args.dataloader_num_workers,
-                            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
-        if not training:
-            # Left unprepared: accelerate would cut the last batch to len(dataset) % batch_size rows (its
-            # padding-removal for even sharding), which is wrong for task-homogeneous batches. The Trainer moves
-            # each batch to the device itself. Evaluation therefore runs on one process.
-            return loader
-        return self.accelerator.prepare(loader)
+            drop_last=training and self.args.dataloader_drop_last, lengths=lengths,
+            num_replicas=self.args.world_size, rank=self.args.process_index)
+        # The Trainer moves each batch to the device itself (_prepare_inputs).
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                          num_workers=self.args.dataloader_num_workers,
+                          pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
 
     def get_train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
@@ -98,6 +101,56 @@ class MultiTaskTrainer(Trainer):
 
     def _task_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         return task_scores(prediction.predictions, prediction.label_ids, self._metric_tasks)
+
+    def evaluation_loop(self, dataloader: DataLoader, description: str, prediction_loss_only: Optional[bool] = None,
+                        ignore_keys: Optional[list[str]] = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:
+        """Every row of the dataset exactly once, in dataset order, with any number of processes.
+
+        Each process runs its own whole task batches (the sampler's shard) on the unwrapped model; every batch's
+        row indices, logits, labels and loss are gathered (accelerate's gather_object) and placed by row index,
+        and a row seen other than once is an error. The Trainer's own loop instead trims gathered rows with
+        gather_for_metrics, whose count follows whichever prepared dataloader is active: the training one right
+        after an epoch ends, which cut every evaluation batch to len(train) % batch_size rows.
+        """
+        model = self.model  # not the DDP wrapper: ranks run different numbers of batches, with no collective inside
+        model.eval()
+        batch_rows = list(dataloader.batch_sampler)  # deterministic when not shuffling: the dataloader's order
+        records = []
+        for rows, inputs in zip(batch_rows, dataloader, strict=True):
+            loss, logits, labels = self.prediction_step(model, inputs, prediction_loss_only=False,
+                                                        ignore_keys=ignore_keys)
+            records.append((rows, logits.float().cpu().numpy(), None if labels is None else labels.cpu().numpy(),
+                            None if loss is None else float(loss) * len(rows)))
+            self.control = self.callback_handler.on_prediction_step(self.args, self.state, self.control)
+        if self.args.world_size > 1:
+            records = gather_object(records)
+
+        dataset = dataloader.dataset
+        rows_total = len(dataset)
+        width = max((logits.shape[1] for _, logits, _, _ in records), default=0)
+        # narrower tasks' logits are padded with -100, as the Trainer's own loop does (split_by_task crops them)
+        predictions = np.full((rows_total, width), -100, dtype=np.float32)
+        labelled = all(labels is not None for _, _, labels, _ in records)
+        label_ids = np.full(rows_total, IGNORE_LABEL, dtype=np.int64) if labelled else None
+        seen = np.zeros(rows_total, dtype=np.int64)
+        for rows, logits, labels, _ in records:
+            predictions[rows, :logits.shape[1]] = logits
+            seen[rows] += 1
+            if label_ids is not None:
+                label_ids[rows] = labels
+        if not (seen == 1).all():
+            raise RuntimeError(f"{description}: {int((seen == 0).sum())} of {rows_total} rows were not evaluated and "
+                               f"{int((seen > 1).sum())} more than once; the evaluation sampler lost rows")
+
+        metrics = {}
+        if label_ids is not None and self.compute_metrics is not None:
+            metrics = denumpify_detensorize(self.compute_metrics(EvalPrediction(predictions, label_ids)))
+        losses = [loss for _, _, _, loss in records if loss is not None]
+        if losses:  # the mean over rows, not over batches (a task's last batch is short)
+            metrics["loss"] = sum(losses) / sum(len(rows) for rows, _, _, loss in records if loss is not None)
+        metrics = {k if k.startswith(f"{metric_key_prefix}_") else f"{metric_key_prefix}_{k}": v
+                   for k, v in metrics.items()}
+        return EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics, num_samples=rows_total)
 
     def evaluate(self, eval_dataset: Optional[MultiTaskDataset] = None, ignore_keys: Optional[list[str]] = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
@@ -149,5 +202,6 @@ class MultiTaskTrainer(Trainer):
         """Train; afterwards the model holds the EMA weights (or the best checkpoint's), ready to save."""
         output = super().train(*args, **kwargs)
         if self.ema is not None:
+            self.ema.check_same_on_all_ranks()
             self.ema.copy_to_model()
         return output
