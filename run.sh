@@ -4,6 +4,7 @@
 #   bash run.sh                                   # auto: baseline on a CUDA machine with the model reachable, else demo
 #   PROFILE=baseline MODEL=/models/chinese-roberta-wwm-ext-large bash run.sh
 #   PROFILE=demo STAGE1_EPOCHS=1 OUTPUT_DIR=/tmp/run bash run.sh
+#   NPROC=4 bash run.sh                           # data-parallel over 4 processes (GPUs; gloo on a CPU machine)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -12,6 +13,14 @@ OUTPUT_DIR=${OUTPUT_DIR:-user_data}
 PREDICTION_DIR=${PREDICTION_DIR:-prediction_result}
 DATA_DIR=${DATA_DIR:-tcdata}
 EXTRA_ARGS=${EXTRA_ARGS:-}   # appended to both training stages, e.g. "--bf16 true --report_to tensorboard"
+NPROC=${NPROC:-1}            # processes per node for training and prediction (torchrun), e.g. one per GPU
+TORCHRUN_ARGS=${TORCHRUN_ARGS:---standalone}  # multi-node: "--nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:PORT"
+if [ "$NPROC" -gt 1 ]; then
+  # shellcheck disable=SC2206
+  train=("$PYTHON" -m torch.distributed.run $TORCHRUN_ARGS --nproc_per_node "$NPROC" code/train.py)
+else
+  train=("$PYTHON" code/train.py)
+fi
 start=$SECONDS
 
 IFS=$'\t' read -r profile reason < <(PROFILE=${PROFILE:-auto} BASELINE_MODEL=${MODEL:-hfl/chinese-roberta-wwm-ext-large} \
@@ -63,21 +72,21 @@ fi
 
 echo "run.sh: [3/5] stage 1: full fine-tuning"
 # shellcheck disable=SC2086
-"$PYTHON" code/train.py --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
+"${train[@]}" --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
   --do_train --do_eval --num_train_epochs "$STAGE1_EPOCHS" "${stage1[@]}" $EXTRA_ARGS
 
 echo "run.sh: [4/5] stage 2: encoder frozen, heads trained"
 # shellcheck disable=SC2086
-"$PYTHON" code/train.py --model_name_or_path "$OUTPUT_DIR/stage1" --freeze "${data[@]}" \
+"${train[@]}" --model_name_or_path "$OUTPUT_DIR/stage1" --freeze "${data[@]}" \
   --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval --num_train_epochs "$STAGE2_EPOCHS" "${stage2[@]}" $EXTRA_ARGS
 
 echo "run.sh: [5/5] test B prediction with the final model"
 # train.py ends its output with the scores table (3 lines)
-scores=$("$PYTHON" code/train.py --model_name_or_path "$OUTPUT_DIR/stage2" "${data[@]}" --test_b \
+scores=$("${train[@]}" --model_name_or_path "$OUTPUT_DIR/stage2" "${data[@]}" --test_b \
   --output_dir "$OUTPUT_DIR/stage2" --prediction_dir "$PREDICTION_DIR" --do_eval --do_predict | tail -n 3)
 
 echo
-echo "run.sh: done in $((SECONDS - start)) s, profile '$profile'. Validation scores of the final model:"
+echo "run.sh: done in $((SECONDS - start)) s, profile '$profile', $NPROC process(es). Validation scores of the final model:"
 echo "$scores"
 echo "run.sh: wrote $PREDICTION_DIR/{ocnli,ocemotion,tnews}_predict.json, $PREDICTION_DIR/submit.zip,"
 echo "        models in $OUTPUT_DIR/stage1 and $OUTPUT_DIR/stage2, pseudo-labels in $OUTPUT_DIR/stage2/pseudo"

@@ -104,3 +104,50 @@ def test_datasets_slice_the_flat_cache_and_keep_sep_after_truncation(tokenizer):
     assert second == [101, 872, 1962, 102, 686, 4518, 102] + [0] * 5
     assert batch["attention_mask"][1].tolist() == [1] * 7 + [0] * 5
     assert batch["token_type_ids"][1].tolist() == [0, 0, 0, 0, 1, 1, 1] + [0] * 5
+
+
+def sharded(sizes, batch_size, replicas, **kwargs):
+    return [MultiTaskBatchSampler(sizes, batch_size, num_replicas=replicas, rank=r, **kwargs) for r in range(replicas)]
+
+
+def test_ranks_share_each_global_batch_and_see_every_example_once():
+    lengths = [torch.randint(1, 300, (n,), generator=torch.Generator().manual_seed(n)) for n in SIZES]
+    for replicas in (2, 3):
+        for grouped in (None, lengths):
+            samplers = sharded(SIZES, 8, replicas, seed=5, lengths=grouped)
+            for epoch in range(2):
+                per_rank = [s.batches(epoch) for s in samplers]
+                steps = len(samplers[0])
+                assert all(len(batches) == steps == len(s) for batches, s in zip(per_rank, samplers))
+                assert sorted(i for batches in per_rank for b in batches for i in b) == list(range(sum(SIZES)))
+                for step in range(steps):
+                    slices = [batches[step] for batches in per_rank]
+                    assert len({task_of(i) for s in slices for i in s}) == 1  # one task per step on every rank
+                    assert all(slices) and max(map(len, slices)) - min(map(len, slices)) <= 1
+                    assert max(map(len, slices)) <= 8 + 1  # per-device batch size keeps its meaning
+                    # the slices are a split of the one-process sampler's global batch of 8 * replicas rows
+                    assert [i for s in slices for i in s] == samplers[0].global_batches(epoch)[step]
+
+
+def test_two_ranks_take_about_half_the_steps_of_one():
+    one, two = MultiTaskBatchSampler(SIZES, 8), sharded(SIZES, 8, 2)[0]
+    assert len(one) == 20 and len(two) == 3 + 7 + 1  # ceil(37/16), ceil(100/16), 9 rows in one batch
+    # a last global batch with fewer rows than ranks is merged into the one before it: 17 = 16 + 1 rows
+    batches = [b for b in MultiTaskBatchSampler([17], 8, num_replicas=2).global_batches(0)]
+    assert [len(b) for b in batches] == [17]
+
+
+def test_a_task_smaller_than_the_number_of_ranks_is_refused():
+    try:
+        MultiTaskBatchSampler([50, 1], 8, num_replicas=2)
+    except ValueError as err:
+        assert "fewer than the 2 processes" in str(err)
+    else:
+        raise AssertionError("a task with 1 row was sharded over 2 ranks")
+
+
+def test_evaluation_shards_whole_task_batches_round_robin():
+    samplers = sharded(SIZES, 16, 2, shuffle=False)
+    every = list(MultiTaskBatchSampler(SIZES, 16, shuffle=False))
+    assert list(samplers[0]) == every[0::2] and list(samplers[1]) == every[1::2]
+    assert [len(s) for s in samplers] == [len(every[0::2]), len(every[1::2])]

@@ -196,3 +196,67 @@ def test_same_seed_gives_the_same_scores(tmp_path, small_data_dir):
     second = train.main(args + common(tmp_path, small_data_dir, "seed_b"))
     keys = ["eval_ocnli", "eval_ocemotion", "eval_tnews", "eval_avg", "eval_loss"]
     assert [first[k] for k in keys] == [second[k] for k in keys]
+
+
+def read_state(output_dir: Path) -> dict:
+    return json.loads((output_dir / "trainer_state.json").read_text())
+
+
+def test_whole_epochs_evaluate_every_row_at_each_epoch_end_and_keep_the_best(tmp_path, small_data_dir):
+    """The 2020 recipe's shape: integer epochs, evaluation and saving per epoch, the best checkpoint at the end.
+    Training that ends exactly at an epoch boundary used to cut every evaluation batch to len(train) % batch."""
+    metrics = train.main(["--config_name", str(TINY_CONFIG), "--do_train", "--do_eval", "--num_train_epochs", "2",
+                          "--eval_strategy", "epoch", "--save_strategy", "epoch", "--learning_rate", "1e-3",
+                          *common(tmp_path, small_data_dir, "epochs")])
+    out = tmp_path / "epochs"
+    state = read_state(out)
+    steps_per_epoch = sum(-(-270 // 16) for _ in TASKS)  # 270 train rows per task after the 10% split
+    assert state["global_step"] == 2 * steps_per_epoch
+    evals = [e for e in state["log_history"] if "eval_avg" in e]
+    assert [e["step"] for e in evals] == [steps_per_epoch, 2 * steps_per_epoch]
+    assert (out / f"checkpoint-{steps_per_epoch}").is_dir() and (out / "model.safetensors").exists()
+    best = max(evals, key=lambda e: e["eval_avg"])
+    assert state["best_global_step"] == best["step"]
+    # the final evaluation is of the best checkpoint's (EMA) weights, on all 90 validation rows of each task
+    for key in ("eval_ocnli", "eval_ocemotion", "eval_tnews", "eval_avg", "eval_loss"):
+        assert metrics[key] == pytest.approx(best[key], abs=1e-12)
+
+
+def test_a_rerun_into_the_same_output_dir_resumes_from_its_last_checkpoint(tmp_path, small_data_dir):
+    """run_glue's rule, with an epoch boundary inside the run: the interrupted-and-rerun result equals the
+    uninterrupted one (the sampler must see the resumed epoch's number, not start again from 0)."""
+    args = ["--config_name", str(TINY_CONFIG), "--do_train", "--eval_strategy", "no", "--load_best_model_at_end",
+            "false", "--learning_rate", "1e-3", "--lr_scheduler_type", "constant", "--ema_decay", "0.8"]
+    steps_per_epoch = sum(-(-270 // 16) for _ in TASKS)
+    train.main(args + ["--num_train_epochs", "2"] + common(tmp_path, small_data_dir, "whole", save_steps=1000))
+    # "preempted" after the first epoch, then the same command again (now for both epochs)
+    train.main(args + ["--num_train_epochs", "1"] + common(tmp_path, small_data_dir, "rerun", save_steps=1000))
+    assert read_state(tmp_path / "rerun")["global_step"] == steps_per_epoch
+    train.main(args + ["--num_train_epochs", "2"] + common(tmp_path, small_data_dir, "rerun", save_steps=1000))
+    assert read_state(tmp_path / "rerun")["global_step"] == 2 * steps_per_epoch
+    whole, rerun = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "rerun" / "model.safetensors")
+    for k in whole:
+        torch.testing.assert_close(rerun[k], whole[k], rtol=0, atol=1e-6)
+
+
+def test_resume_rule_true_overwrite_and_no_checkpoint(tmp_path):
+    from mtl.args import MultiTaskTrainingArguments
+
+    def args(**kw):
+        return MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none", do_train=True, **kw)
+
+    assert train.checkpoint_to_resume(args()) is None  # nothing to resume from
+    for step in (5, 40):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert train.checkpoint_to_resume(args()) == str(tmp_path / "checkpoint-40")
+    assert train.checkpoint_to_resume(args(overwrite_output_dir=True)) is None
+    assert train.checkpoint_to_resume(args(resume_from_checkpoint="true")) is True  # the Trainer's "last one"
+    _, _, parsed = train.parse_args(["--resume_from_checkpoint", "True", "--output_dir", str(tmp_path)])
+    assert parsed.resume_from_checkpoint is True
+
+
+def test_resume_from_checkpoint_true_without_a_checkpoint_says_so(tmp_path, small_data_dir):
+    with pytest.raises(ValueError, match="No valid checkpoint"):
+        train.main(["--config_name", str(TINY_CONFIG), "--do_train", "--max_steps", "2", "--resume_from_checkpoint",
+                    "true", *common(tmp_path, small_data_dir, "none")])

@@ -43,6 +43,14 @@ class TaskPrediction:
     probabilities: np.ndarray  # (rows, classes), softmax
 
 
+class EpochDataLoader(DataLoader):
+    """A DataLoader whose `set_epoch` reaches its batch sampler: the Trainer calls it at every epoch, also after
+    resuming at an epoch boundary, where the sampler's own epoch counter would start again from 0."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)
+
+
 class MultiTaskTrainer(Trainer):
     def __init__(self, *args: Any, ema_decay: float = 0.0, ema_start_step: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -70,7 +78,7 @@ class MultiTaskTrainer(Trainer):
             drop_last=training and self.args.dataloader_drop_last, lengths=lengths,
             num_replicas=self.args.world_size, rank=self.args.process_index)
         # The Trainer moves each batch to the device itself (_prepare_inputs).
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+        return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
                           num_workers=self.args.dataloader_num_workers,
                           pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
 
