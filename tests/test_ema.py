@@ -59,3 +59,36 @@ def test_only_trainable_parameters_are_averaged():
     model[0].requires_grad_(False)
     ema = WeightEMA(model)
     assert ema.names == ["1.weight", "1.bias"]
+
+
+def _ema_across_two_ranks(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(rank)  # each rank initialises differently, as without a shared seed
+        ema = WeightEMA(torch.nn.Linear(4, 3), decay=0.9)
+        try:
+            ema.check_same_on_all_ranks()
+            results[rank] = "passed"
+        except RuntimeError as err:
+            results[rank] = str(err)
+        ema.broadcast_from_main()  # what EMACallback does at the start of training
+        ema.check_same_on_all_ranks()
+        results[f"{rank}-after"] = [t.tolist() for t in ema.shadow]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ema_is_made_identical_across_ranks_and_a_difference_is_an_error():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ema_across_two_ranks, args=(port, results), nprocs=2)
+    assert "rank(s) [1] differ from rank 0's" in results[0] and "differ" in results[1]
+    assert results["0-after"] == results["1-after"]

@@ -1,0 +1,50 @@
+"""run.sh's baseline profile as a GPU user runs it (whole epochs, a local BERT checkpoint), shrunk to a tiny model
+and a small copy of the data: one process, and two processes through NPROC (torchrun, gloo on this CPU)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from transformers import BertConfig, BertModel
+
+from conftest import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
+from mtl.features import load_tokenizer
+from mtl.tasks import TASKS
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A plain BERT checkpoint with its tokenizer, as hfl/chinese-roberta-wwm-ext-large is laid out (no task heads)."""
+    path = tmp_path_factory.mktemp("tiny_bert")
+    BertModel(BertConfig.from_json_file(str(TINY_CONFIG)), add_pooling_layer=False).save_pretrained(path)
+    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("nproc, steps_per_epoch", [(1, 51), (2, 27)])
+def test_baseline_profile_whole_epochs_through_run_sh(tmp_path, small_data_dir, tiny_bert, nproc, steps_per_epoch):
+    env = dict(os.environ, PROFILE="baseline", MODEL=str(tiny_bert), STAGE1_EPOCHS="1", STAGE2_EPOCHS="1",
+               MAX_SEQ_LENGTH="64", DATA_DIR=str(small_data_dir), OUTPUT_DIR=str(tmp_path / "user_data"),
+               PREDICTION_DIR=str(tmp_path / "prediction_result"), PYTHON=sys.executable, NPROC=str(nproc),
+               EXTRA_ARGS="--disable_tqdm true", OMP_NUM_THREADS="1")
+    result = subprocess.run(["bash", str(REPO_ROOT / "run.sh")], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "profile 'baseline': PROFILE=baseline was requested" in result.stdout
+    assert "| eval |" in result.stdout.splitlines()[-3]  # the final scores table, printed once
+    for stage in ("stage1", "stage2"):
+        out = tmp_path / "user_data" / stage
+        state = json.loads((out / "trainer_state.json").read_text())
+        assert state["global_step"] == steps_per_epoch  # one whole epoch over 3 x 270 train rows
+        assert any("eval_avg" in e for e in state["log_history"])  # evaluated at the end of the epoch
+        assert (out / "model.safetensors").exists() and (out / "config.json").exists()
+    config = json.loads((tmp_path / "user_data" / "stage2" / "config.json").read_text())
+    assert config["task_names"] == list(TASKS)
+    pred = tmp_path / "prediction_result"
+    ids = [json.loads(line)["id"] for line in (pred / "ocnli_predict.json").read_text().splitlines()]
+    assert ids == [str(i) for i in range(1500, 3000)]  # test B
+    with zipfile.ZipFile(pred / "submit.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(f"{t}_predict.json" for t in TASKS)
