@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # ---- model ----
     model = load_model(model_args.model_name_or_path, model_args.config_name, [t.name for t in tasks],
-                       [t.num_labels for t in tasks], [id2label[t.name] for t in tasks], model_args.cache_dir)
+                       [t.num_labels for t in tasks], [id2label[t.name] for t in tasks], model_args.cache_dir,
+                       task_label_names=[{label: t.label_name(label) for label in t.labels} for t in tasks],
+                       task_text_columns=[list(t.text_columns) for t in tasks], task_cleaners=[t.cleaner for t in tasks])
+    if training_args.do_train:  # predict.py truncates new texts as training did
+        model.config.max_seq_length = data_args.max_seq_length
     if model_args.freeze:
         model.freeze_encoder()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

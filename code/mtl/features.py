@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
 
 from .cleaning import clean_texts
 from .io import Table, atomic_path, read_tsv, write_text_atomic, write_tsv
@@ -32,8 +32,11 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     """The fast tokenizer of a directory holding vocab.txt (+ tokenizer_config.json) or tokenizer.json.
 
     Not `BertTokenizerFast(vocab_file=...)`: on transformers 5.x it silently encodes every character as [UNK].
+    `config=BertConfig()` (every model here is BERT-architecture): otherwise AutoTokenizer reads the directory's model
+    config to pick the tokenizer class, and a saved multi-task model's custom model_type sets off the
+    trust_remote_code question, which waits for an answer on a terminal.
     """
-    return AutoTokenizer.from_pretrained(str(resolve(path)))
+    return AutoTokenizer.from_pretrained(str(resolve(path)), config=BertConfig())
 
 
 def tokenizer_source(model_name_or_path: Optional[str], fallback: str) -> str:

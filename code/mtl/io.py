@@ -70,7 +70,8 @@ class Table:
         return Table({k: [v[i] for i in indices] for k, v in self.columns.items()}, [self.lines[i] for i in indices])
 
 
-def _decode(path: Path, data: bytes) -> str:
+def decode_utf8(path: Path, data: bytes) -> str:
+    """UTF-8 text of a file (a BOM tolerated); undecodable bytes raise DataFormatError naming the line."""
     try:
         return data.decode("utf-8-sig")  # tolerates a BOM
     except UnicodeDecodeError as err:
@@ -110,19 +111,21 @@ def read_tsv(
     labels: Optional[Collection[str]] = None,
     skip_bad_rows: bool = False,
     max_rows: Optional[int] = None,
+    data: Optional[bytes] = None,
 ) -> tuple[Table, ReadReport]:
     """Read a headerless, quote-free TSV into a Table, repairing broken lines and validating every row.
 
     A row is bad when it has the wrong number of columns, an empty text column, or (when `labels` is given)
     a label outside `labels`. A bad row raises DataFormatError naming file and line, or with `skip_bad_rows`
-    is dropped and recorded in the report. `max_rows` keeps only the first rows (debug runs).
+    is dropped and recorded in the report. `max_rows` keeps only the first rows (debug runs). `data`: the
+    file's bytes when they do not come from `path` (standard input), which then only names them in messages.
     """
     path = Path(path)
     report = ReadReport(str(path))
     table = Table({c: [] for c in columns}, [])
     label_index = columns.index("label") if "label" in columns else None
     text_indices = [columns.index(c) for c in text_columns]
-    for line, row in _physical_rows(path, _decode(path, path.read_bytes()), report):
+    for line, row in _physical_rows(path, decode_utf8(path, path.read_bytes() if data is None else data), report):
         if max_rows is not None and len(table) >= max_rows:
             break
         fields = row.split("\t")

@@ -1,4 +1,10 @@
-"""A shared BERT encoder with one attention-pooling classifier per task."""
+"""A shared BERT encoder with one attention-pooling classifier per task.
+
+This file is self-contained (torch and transformers only): `save_pretrained` copies it beside the weights and records
+it in the config's `auto_map`, so `AutoModel.from_pretrained(dir, trust_remote_code=True)` loads the full multi-task
+model where this repository is absent. The config has a `model_type` of its own, so without `trust_remote_code` every
+Auto class refuses the directory instead of building a BERT with a fresh random head.
+"""
 from __future__ import annotations
 
 from typing import Optional
@@ -35,19 +41,70 @@ class AttentionClassifier(nn.Module):
         return self.classifier(self.attention(hidden_states, attention_mask))
 
 
+class BertMultiTaskConfig(BertConfig):
+    """BERT's config plus the tasks: names, class counts, raw labels and their readable names, the text columns each
+    task reads, its cleaner, and the truncation length used in training. Inference needs nothing else."""
+
+    model_type = "bert_multitask"
+
+    def __init__(self, task_names: Optional[list[str]] = None, task_num_labels: Optional[list[int]] = None,
+                 task_id2label: Optional[list[dict[str, str]]] = None,
+                 task_label_names: Optional[list[dict[str, str]]] = None,
+                 task_text_columns: Optional[list[list[str]]] = None, task_cleaners: Optional[list[Optional[str]]] = None,
+                 max_seq_length: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.task_names = list(task_names or [])
+        self.task_num_labels = [int(n) for n in task_num_labels or []]
+        self.task_id2label = task_id2label
+        self.task_label_names = task_label_names
+        self.task_text_columns = task_text_columns
+        self.task_cleaners = task_cleaners
+        self.max_seq_length = max_seq_length
+
+    def task_index(self, task: str) -> int:
+        if task not in self.task_names:
+            raise ValueError(f"the model has no head for task {task!r}; its tasks are {self.task_names}")
+        return self.task_names.index(task)
+
+    def labels_of(self, task: str) -> list[str]:
+        """The task's raw label strings by class id (as in the training data)."""
+        t = self.task_index(task)
+        id2label = (self.task_id2label or [None] * len(self.task_names))[t] or {}
+        return [id2label.get(str(i), str(i)) for i in range(self.task_num_labels[t])]
+
+    def label_names_of(self, task: str) -> list[str]:
+        """Readable names by class id (the raw label where none was given)."""
+        names = (self.task_label_names or [None] * len(self.task_names))[self.task_index(task)] or {}
+        return [names.get(label, label) for label in self.labels_of(task)]
+
+
 def add_tasks_to_config(config: BertConfig, task_names: list[str], task_num_labels: list[int],
-                        task_id2label: Optional[list[dict[int, str]]] = None) -> BertConfig:
-    """Record the tasks in the config, so save_pretrained / from_pretrained round-trip without arguments."""
-    config.task_names = list(task_names)
-    config.task_num_labels = [int(n) for n in task_num_labels]
-    config.task_id2label = [{str(k): v for k, v in m.items()} for m in task_id2label] if task_id2label else None
-    config.architectures = ["BertMultiTaskModel"]
-    return config
+                        task_id2label: Optional[list[dict[int, str]]] = None,
+                        task_label_names: Optional[list[dict[str, str]]] = None,
+                        task_text_columns: Optional[list[list[str]]] = None,
+                        task_cleaners: Optional[list[Optional[str]]] = None) -> BertMultiTaskConfig:
+    """A BertMultiTaskConfig with the encoder settings of `config` and these tasks, so save_pretrained /
+    from_pretrained round-trip without arguments."""
+    values = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
+    values.update(task_names=list(task_names), task_num_labels=[int(n) for n in task_num_labels],
+                  task_id2label=[{str(k): v for k, v in m.items()} for m in task_id2label] if task_id2label else None,
+                  task_label_names=task_label_names, task_text_columns=task_text_columns, task_cleaners=task_cleaners,
+                  architectures=["BertMultiTaskModel"])
+    return BertMultiTaskConfig(**values)
+
+
+def as_multitask_config(config: BertConfig) -> BertMultiTaskConfig:
+    """Checkpoints saved before the config had a model_type of its own (model_type 'bert' with task_names)."""
+    if isinstance(config, BertMultiTaskConfig):
+        return config
+    values = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map")}
+    return BertMultiTaskConfig(**values)
 
 
 class BertMultiTaskModel(BertPreTrainedModel):
     """`bert` (shared encoder) + dropout + `heads[task]`; `task_id` indexes `config.task_names`."""
 
+    config_class = BertMultiTaskConfig
     # The loss is a per-batch mean; Trainer then scales it for gradient accumulation (as the 2020 code did).
     accepts_loss_kwargs = False
 
@@ -89,27 +146,35 @@ class BertMultiTaskModel(BertPreTrainedModel):
 
 def load_model(model_name_or_path: Optional[str], config_name: Optional[str], task_names: list[str],
                task_num_labels: list[int], task_id2label: list[dict[int, str]],
-               cache_dir: Optional[str] = None) -> BertMultiTaskModel:
+               cache_dir: Optional[str] = None, **task_metadata) -> BertMultiTaskModel:
     """The three ways to get a model, as in the HF examples.
 
     - a saved multi-task checkpoint (its config names tasks): everything restored;
     - any BERT-architecture checkpoint (e.g. hfl/chinese-roberta-wwm-ext-large): encoder loaded, heads new;
     - `config_name` with no weights: random initialisation from the config.
     A local directory is read from disk only; a hub id is fetched only when it is not a local path.
+    `task_metadata`: the other add_tasks_to_config fields (label names, text columns, cleaners) for new heads.
     """
     if model_name_or_path:
-        config = BertConfig.from_pretrained(model_name_or_path, cache_dir=cache_dir)
-        if getattr(config, "model_type", "bert") != "bert":
-            raise ValueError(f"{model_name_or_path}: model_type {config.model_type!r}; a BERT-architecture encoder is required")
+        config_dict, _ = BertConfig.get_config_dict(model_name_or_path, cache_dir=cache_dir)
+        model_type = config_dict.get("model_type", "bert")
+        if model_type not in ("bert", BertMultiTaskConfig.model_type):
+            raise ValueError(f"{model_name_or_path}: model_type {model_type!r}; a BERT-architecture encoder is required")
+        config = BertConfig.from_dict({k: v for k, v in config_dict.items() if k != "model_type"})
         if getattr(config, "task_names", None):
+            config = as_multitask_config(config)
             missing = [t for t in task_names if t not in config.task_names]
             if missing:
                 raise ValueError(f"{model_name_or_path} has no head for task(s) {missing}; it has {config.task_names}")
         else:
-            add_tasks_to_config(config, task_names, task_num_labels, task_id2label)
+            config = add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata)
         return BertMultiTaskModel.from_pretrained(model_name_or_path, config=config, cache_dir=cache_dir)
     if config_name:
         config = BertConfig.from_pretrained(config_name, cache_dir=cache_dir)
-        add_tasks_to_config(config, task_names, task_num_labels, task_id2label)
-        return BertMultiTaskModel(config)
+        return BertMultiTaskModel(add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata))
     raise ValueError("give --model_name_or_path (weights) or --config_name (random initialisation)")
+
+
+# save_pretrained copies this file beside the weights and writes the auto_map that trust_remote_code follows.
+BertMultiTaskConfig.register_for_auto_class()
+BertMultiTaskModel.register_for_auto_class("AutoModel")

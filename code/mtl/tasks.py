@@ -1,7 +1,7 @@
 """The task registry: one entry per task; everything task-specific downstream is read from here."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 ROUND1_DIR = "nlp_round1_data"
@@ -19,10 +19,14 @@ class Task:
     text_columns: tuple[str, ...]  # one column: single sentence; two: sentence pair
     labels: tuple[str, ...]  # every label string a train row may carry
     cleaner: Optional[str] = None  # a name in mtl.cleaning.CLEANERS, or None for unchanged text
+    label_names: Optional[dict[str, str]] = field(default=None, hash=False)  # label -> readable name (default: itself)
 
     @property
     def num_labels(self) -> int:
         return len(self.labels)
+
+    def label_name(self, label: str) -> str:
+        return (self.label_names or {}).get(label, label)
 
     @property
     def file_prefix(self) -> str:
@@ -33,6 +37,14 @@ class Task:
         return ("id", *self.text_columns) + (("label",) if with_label else ())
 
 
+# CLUE's TNEWS label descriptions (its labels.json): the competition kept the codes.
+TNEWS_LABEL_NAMES = {
+    "100": "news_story", "101": "news_culture", "102": "news_entertainment", "103": "news_sports",
+    "104": "news_finance", "106": "news_house", "107": "news_car", "108": "news_edu", "109": "news_tech",
+    "110": "news_military", "112": "news_travel", "113": "news_world", "114": "news_stock",
+    "115": "news_agriculture", "116": "news_game",
+}
+
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
@@ -42,7 +54,8 @@ TASKS: dict[str, Task] = {
             test_a_file="OCNLI_a.csv",
             test_b_file="ocnli_test_B.csv",
             text_columns=("premise", "hypothesis"),
-            labels=("0", "1", "2"),  # entailment, neutral, contradiction
+            labels=("0", "1", "2"),
+            label_names={"0": "entailment", "1": "neutral", "2": "contradiction"},
         ),
         Task(
             name="ocemotion",
@@ -60,6 +73,7 @@ TASKS: dict[str, Task] = {
             test_b_file="tnews_test_B.csv",
             text_columns=("text",),
             labels=tuple(str(c) for c in range(100, 117) if c not in (105, 111)),
+            label_names=TNEWS_LABEL_NAMES,
         ),
     )
 }

@@ -1,0 +1,110 @@
+"""Predictor: a trained multi-task model labelling new texts, cleaned and truncated exactly as in training.
+
+    predictor = Predictor.from_pretrained("user_data/stage2")
+    predictor.predict("tnews", ["华为发布新款折叠屏手机"])[0].label_name   # 'news_tech'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+from .cleaning import clean_texts
+from .data import MultiTaskCollator, SingleTaskDataset
+from .features import IGNORE_LABEL, encode_with, load_tokenizer, tokenizer_source, truncating_backend
+from .model import BertMultiTaskModel, load_model
+from .paths import DEFAULT_TOKENIZER_DIR, model_path
+from .tasks import TASKS
+
+
+@dataclass
+class LabelScore:
+    label: str  # the raw label, as in the training data (TNEWS '109')
+    label_name: str  # its readable name ('news_tech')
+    probability: float
+
+
+@dataclass
+class Prediction(LabelScore):
+    top_k: list[LabelScore] = field(default_factory=list)  # the k most probable labels, best first
+
+
+def _fill_from_registry(config) -> None:
+    """Checkpoints saved before the config recorded text columns, cleaners and label names: take them from the
+    task registry for the tasks it knows (a single `text` column, no cleaner, raw labels for the others)."""
+    known = [TASKS.get(name) for name in config.task_names]
+    if not config.task_text_columns:
+        config.task_text_columns = [list(t.text_columns) if t else ["text"] for t in known]
+    if not config.task_cleaners:
+        config.task_cleaners = [t.cleaner if t else None for t in known]
+    if not config.task_label_names:
+        config.task_label_names = [dict(t.label_names or {}) if t else {} for t in known]
+
+
+class Predictor:
+    """Label new texts with one of the model's task heads, in length-sorted batches, answers in input order."""
+
+    def __init__(self, model: BertMultiTaskModel, tokenizer, batch_size: int = 64, device: Optional[str] = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+        # the length training truncated to (older checkpoints did not record it: the model's limit)
+        max_length = self.config.max_seq_length or self.config.max_position_embeddings
+        self.backend = truncating_backend(tokenizer, max_length)
+        self.collate = MultiTaskCollator(tokenizer.pad_token_id)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, batch_size: int = 64, device: Optional[str] = None) -> "Predictor":
+        path = model_path(name_or_path)
+        model = load_model(path, None, [], [], [])
+        _fill_from_registry(model.config)
+        return cls(model, load_tokenizer(tokenizer_source(path, DEFAULT_TOKENIZER_DIR)), batch_size, device)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.config.task_names)
+
+    def text_columns(self, task: str) -> list[str]:
+        return list(self.config.task_text_columns[self.config.task_index(task)])
+
+    def cleaner(self, task: str) -> Optional[str]:
+        return self.config.task_cleaners[self.config.task_index(task)]
+
+    def encode(self, task: str, texts: Sequence[str] | Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:
+        """Token ids as training cached them: the task's cleaner, then the tokenizer truncating to max_seq_length."""
+        columns = self.text_columns(task)
+        rows = [[t] if isinstance(t, str) else list(t) for t in texts]
+        bad = next((i for i, r in enumerate(rows) if len(r) != len(columns)), None)
+        if bad is not None:
+            raise ValueError(f"{task} reads {len(columns)} text(s) per row ({', '.join(columns)}); row {bad + 1} has "
+                             f"{len(rows[bad])}")
+        cleaner = self.cleaner(task)
+        return encode_with(self.backend, [clean_texts(cleaner, [r[c] for r in rows]) for c in range(len(columns))])
+
+    def predict(self, task: str, texts: Sequence[str] | Sequence[Sequence[str]], top_k: int = 1) -> list[Prediction]:
+        """One Prediction per text (a sentence-pair task takes (text, text2) pairs), in the order given."""
+        features = self.encode(task, texts)
+        rows = len(texts)
+        features.update(labels=torch.full((rows,), IGNORE_LABEL), ids=[str(i) for i in range(rows)])
+        dataset = SingleTaskDataset(features, self.config.task_index(task))
+        # longest first, so each batch pads little; the answers go back to input order
+        order = torch.argsort(dataset.lengths, descending=True, stable=True).tolist()
+        probabilities = torch.empty((rows, self.config.task_num_labels[dataset.task_id]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                index = order[start:start + self.batch_size]
+                batch = self.collate([dataset[i] for i in index])
+                inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                logits = self.model(**inputs).logits
+                probabilities[index] = torch.softmax(logits.float(), dim=-1).cpu()
+        labels, names = self.config.labels_of(task), self.config.label_names_of(task)
+        k = max(1, min(top_k, len(labels)))
+        top = torch.topk(probabilities, k, dim=-1)
+        result = []
+        for values, indices in zip(top.values.tolist(), top.indices.tolist()):
+            scores = [LabelScore(labels[i], names[i], p) for p, i in zip(values, indices)]
+            result.append(Prediction(scores[0].label, scores[0].label_name, scores[0].probability,
+                                     scores if top_k > 1 else []))
+        return result
