@@ -10,6 +10,7 @@ smoke=${1:-}
 "$PY" bench/padding_efficiency.py $smoke
 "$PY" bench/ema_overhead.py $smoke
 "$PY" bench/train_throughput.py $smoke
+"$PY" bench/predict_speed.py $smoke
 if [ -z "$smoke" ]; then
   "$PY" bench/make_results.py
 fi

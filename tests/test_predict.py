@@ -167,6 +167,11 @@ for name in ("AutoModel", "AutoModelForSequenceClassification", "AutoConfig"):
         refused[name] = False
     except ValueError as err:
         refused[name] = "trust_remote_code" in str(err)
+try:
+    transformers.pipeline("text-classification", model=model_dir)
+    refused["pipeline"] = False
+except ValueError as err:
+    refused["pipeline"] = "trust_remote_code" in str(err)
 model = transformers.AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
 batch = torch.load(batch_file)
 with torch.no_grad():
@@ -190,7 +195,8 @@ def test_hf_native_loading_where_this_repository_is_absent(trained, tmp_path, to
     assert result.returncode == 0, result.stderr[-3000:]
     remote = torch.load(tmp_path / "out.pt")
     assert remote["class"] == "BertMultiTaskModel"
-    assert remote["refused"] == {"AutoModel": True, "AutoModelForSequenceClassification": True, "AutoConfig": True}
+    assert remote["refused"] == {"AutoModel": True, "AutoModelForSequenceClassification": True, "AutoConfig": True,
+                                 "pipeline": True}
     ours = Predictor.from_pretrained(str(model_dir)).model
     with torch.no_grad():
         expected = ours(**batch).logits
