@@ -4,12 +4,12 @@ one training step (forward, backward, AdamW) against one EMA update, for the for
 from __future__ import annotations
 
 import argparse
+import functools
 import time
-from pathlib import Path
 
 import torch
 
-from common import REPO_ROOT, header, results_path, table, write_section
+from common import header, results_path, table, write_section
 from mtl.ema import WeightEMA
 from mtl.model import BertMultiTaskModel, add_tasks_to_config
 
@@ -64,7 +64,7 @@ def main() -> None:
 
     step = timed(train_step, args.repeats)
     foreach = WeightEMA(model, decay=0.999)
-    t_foreach = timed(lambda: foreach.update(10), max(args.repeats, 5))
+    t_foreach = timed(functools.partial(foreach.update, 10), max(args.repeats, 5))
     del foreach
     old = EMA2020(model, decay=0.999)
     t_old = timed(old.update, max(args.repeats, 5))

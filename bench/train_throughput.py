@@ -15,7 +15,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -173,7 +172,7 @@ def main() -> None:
                "--max_seq_length", str(args.max_seq_length)] + (["--bf16"] if args.bf16 else []) \
             + (["--compile"] if args.compile else []) + (["--smoke"] if args.smoke else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
             raise SystemExit(f"variant {v} failed")

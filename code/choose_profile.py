@@ -3,12 +3,8 @@ and the model is reachable, else `demo` (a small BERT pretrained here, on CPU). 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from mtl.paths import resolve  # noqa: E402
+from mtl.paths import resolve
 
 BASELINE_MODEL = "hfl/chinese-roberta-wwm-ext-large"
 

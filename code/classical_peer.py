@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transformers import HfArgumentParser
 
-from transformers import HfArgumentParser  # noqa: E402
-
-from mtl.args import DataTrainingArguments  # noqa: E402
-from mtl.classical import classical_scores  # noqa: E402
-from mtl.tasks import get_tasks  # noqa: E402
+from mtl.args import DataTrainingArguments
+from mtl.classical import classical_scores
+from mtl.tasks import get_tasks
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from mtl.io import DataFormatError, write_text_atomic
 from mtl.new_texts import FORMATS, read_new_texts

@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transformers import HfArgumentParser
 
-from transformers import HfArgumentParser  # noqa: E402
-
-from mtl.args import DataTrainingArguments  # noqa: E402
-from mtl.features import load_or_build_task, load_tokenizer  # noqa: E402
-from mtl.tasks import get_tasks  # noqa: E402
+from mtl.args import DataTrainingArguments
+from mtl.features import load_or_build_task, load_tokenizer
+from mtl.tasks import get_tasks
 
 logger = logging.getLogger("preprocess")
 

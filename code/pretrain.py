@@ -7,23 +7,25 @@ model (`--model_name_or_path`). The output directory loads with `from_pretrained
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import transformers
+from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, TrainingArguments, set_seed
 
-import numpy as np  # noqa: E402
-import transformers  # noqa: E402
-from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, TrainingArguments, set_seed  # noqa: E402
-
-from mtl.features import load_tokenizer, tokenizer_source  # noqa: E402
-from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve  # noqa: E402
-from mtl.pretraining import (ChineseWholeWordMaskCollator, MaskedLMTrainer, MLMDataset, encode_with_words,  # noqa: E402
-                             file_texts, task_texts)
-from mtl.tasks import TASKS, get_tasks  # noqa: E402
+from mtl.features import load_tokenizer, tokenizer_source
+from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve
+from mtl.pretraining import (
+    ChineseWholeWordMaskCollator,
+    MaskedLMTrainer,
+    MLMDataset,
+    encode_with_words,
+    file_texts,
+    task_texts,
+)
+from mtl.tasks import TASKS, get_tasks
 
 logger = logging.getLogger("pretrain")
 

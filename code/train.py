@@ -8,21 +8,19 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import transformers
+from transformers import HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
-import transformers  # noqa: E402
-from transformers import HfArgumentParser, set_seed  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
-
-from mtl.args import DataTrainingArguments, ModelArguments, MultiTaskTrainingArguments  # noqa: E402
-from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset  # noqa: E402
-from mtl.features import label2id_for, load_or_build_task, load_tokenizer, tokenizer_source  # noqa: E402
-from mtl.metrics import format_scores  # noqa: E402
-from mtl.model import load_model  # noqa: E402
-from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip  # noqa: E402
-from mtl.paths import model_path, resolve  # noqa: E402
-from mtl.tasks import get_tasks  # noqa: E402
-from mtl.trainer import MultiTaskTrainer  # noqa: E402
+from mtl.args import DataTrainingArguments, ModelArguments, MultiTaskTrainingArguments
+from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
+from mtl.features import label2id_for, load_or_build_task, load_tokenizer, tokenizer_source
+from mtl.metrics import format_scores
+from mtl.model import load_model
+from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip
+from mtl.paths import model_path, resolve
+from mtl.tasks import get_tasks
+from mtl.trainer import MultiTaskTrainer
 
 logger = logging.getLogger("train")
 

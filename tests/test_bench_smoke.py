@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def test_bench_smoke_mode_runs_every_benchmark_and_writes_its_tables():

@@ -1,7 +1,7 @@
 """The classical peers use exactly the validation split that train.py's caches hold."""
 from __future__ import annotations
 
-from conftest import data_args
+from helpers import data_args
 from mtl.classical import majority_f1, task_split_texts, tfidf_lr_f1
 from mtl.features import label2id_for, load_or_build_task
 from mtl.tasks import TASKS

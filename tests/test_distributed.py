@@ -17,10 +17,9 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from conftest import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.data import MultiTaskBatchSampler
 from mtl.tasks import TASKS
-from test_train import common
 
 TRAIN_ROWS = 270  # per task in small_data_dir, after the 10% validation split
 AUDIT = REPO_ROOT / "tests" / "write_audit"  # its sitecustomize records every file each process writes

@@ -6,7 +6,7 @@ import shutil
 
 import torch
 
-from conftest import DATA_DIR, TOKENIZER_DIR, data_args
+from helpers import DATA_DIR, TOKENIZER_DIR, data_args
 from mtl.features import cache_dir, encode, label2id_for, load_or_build_task, load_tokenizer, stratified_split
 from mtl.io import read_tsv
 from mtl.tasks import ROUND1_DIR, TASKS

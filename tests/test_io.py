@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import DATA_DIR
+from helpers import DATA_DIR
 from mtl.io import DataFormatError, read_tsv
 from mtl.tasks import ROUND1_DIR, ROUND2_DIR, TASKS
 

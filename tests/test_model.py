@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG
 from mtl.model import Attention, BertMultiTaskModel, add_tasks_to_config, load_model
 
 TASKS = ["ocnli", "ocemotion", "tnews"]

@@ -13,11 +13,10 @@ import torch
 
 import predict
 import train
-from conftest import REPO_ROOT, TINY_CONFIG
+from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.io import DataFormatError, read_tsv
 from mtl.predictor import Predictor
 from mtl.tasks import ROUND1_DIR, TASKS
-from test_train import common
 
 PREDICT = [sys.executable, str(REPO_ROOT / "code" / "predict.py")]
 

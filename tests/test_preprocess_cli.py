@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import preprocess
-from conftest import REPO_ROOT, TOKENIZER_DIR
+from helpers import REPO_ROOT, TOKENIZER_DIR
 from mtl.args import DataTrainingArguments
 from mtl.io import DataFormatError
 

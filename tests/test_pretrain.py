@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import jieba
-import numpy as np
 import pytest
 import torch
 
 import choose_profile
 import pretrain
 import train
-from conftest import DATA_DIR, TINY_CONFIG
+from helpers import DATA_DIR, TINY_CONFIG
 from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, encode_with_words, task_texts
 from mtl.tasks import TASKS
 

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 from transformers import BertConfig, BertModel
 
-from conftest import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
+from helpers import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
 from mtl.features import load_tokenizer
 from mtl.tasks import TASKS
 

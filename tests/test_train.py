@@ -15,20 +15,12 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from conftest import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
+from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.args import DataTrainingArguments, ModelArguments
 from mtl.io import read_tsv
 from mtl.outputs import write_pseudo_labels
 from mtl.tasks import ROUND1_DIR, ROUND2_DIR, TASKS
 from mtl.trainer import TaskPrediction
-
-
-def common(tmp: Path, data_dir: Path, out: str, save_steps: int = 20) -> list[str]:
-    return ["--data_dir", str(data_dir), "--cleaned_dir", str(tmp / "cleaned"),
-            "--data_save_dir", str(tmp / f"cache_{out}"), "--tokenizer_dir", str(TOKENIZER_DIR),
-            "--output_dir", str(tmp / out), "--prediction_dir", str(tmp / f"pred_{out}"),
-            "--max_seq_length", "64", "--per_device_train_batch_size", "16", "--logging_steps", "10",
-            "--eval_steps", "20", "--save_steps", str(save_steps), "--report_to", "none", "--disable_tqdm", "true"]
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +136,10 @@ def test_help_documents_every_flag():
         assert flag in out
 
 
-def test_evaluation_sees_ema_weights_and_training_weights_come_back_bit_exactly(tmp_path, small_data_dir, tokenizer):
-    from conftest import data_args
+@pytest.mark.parametrize("call", ["evaluate", "predict_tasks"])
+def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_back_bit_exactly(
+        tmp_path, small_data_dir, tokenizer, call):
+    from helpers import data_args
     from mtl.args import MultiTaskTrainingArguments
     from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
     from mtl.features import load_or_build_task
@@ -170,11 +164,12 @@ def test_evaluation_sees_ema_weights_and_training_weights_come_back_bit_exactly(
     raw_head = raw[next(i for i, p in enumerate(model.parameters()) if p is head)]
     seen = []
     model.register_forward_pre_hook(lambda module, args: seen.append(head.detach().clone()))
-    metrics = trainer.evaluate()
+    result = trainer.evaluate() if call == "evaluate" else trainer.predict_tasks(val)
     assert seen and all(torch.equal(s, trainer.ema.shadow[head_index]) for s in seen)
     assert not torch.equal(trainer.ema.shadow[head_index], raw_head)
     assert all(torch.equal(p, r) for p, r in zip(model.parameters(), raw))
-    assert 0.0 <= metrics["eval_avg"] <= 1.0
+    if call == "predict_tasks":  # every validation row predicted, in file order
+        assert {name: len(p.ids) for name, p in result.items()} == {name: len(val.datasets[name]) for name in names}
 
 
 def test_resume_from_checkpoint_continues_weights_and_ema(tmp_path, small_data_dir):
@@ -260,3 +255,30 @@ def test_resume_from_checkpoint_true_without_a_checkpoint_says_so(tmp_path, smal
     with pytest.raises(ValueError, match="No valid checkpoint"):
         train.main(["--config_name", str(TINY_CONFIG), "--do_train", "--max_steps", "2", "--resume_from_checkpoint",
                     "true", *common(tmp_path, small_data_dir, "none")])
+
+
+def ema_args(tmp: Path, data_dir: Path, out: str, *extra: str) -> list[str]:
+    return ["--config_name", str(TINY_CONFIG), "--do_train", "--max_steps", "20", "--learning_rate", "1e-3",
+            "--ema_decay", "0.9", *common(tmp, data_dir, out, save_steps=10 if "--eval_steps" in extra else 20), *extra]
+
+
+def test_the_final_model_is_the_ema_not_the_raw_training_weights(tmp_path, small_data_dir):
+    train.main(ema_args(tmp_path, small_data_dir, "ema", "--eval_strategy", "no", "--load_best_model_at_end", "false"))
+    final = load_file(tmp_path / "ema" / "model.safetensors")
+    checkpoint = tmp_path / "ema" / "checkpoint-20"
+    ema, raw = load_file(checkpoint / "model.safetensors"), load_file(checkpoint / "training_weights.safetensors")
+    assert all(torch.equal(final[k], ema[k]) for k in ema)
+    assert any(not torch.equal(final[k], raw[k]) for k in raw)
+
+
+def test_the_best_checkpoint_reload_keeps_its_ema_as_the_final_model(tmp_path, small_data_dir):
+    """The best checkpoint is not the last one here (the highest eval loss is taken as "best": the first
+    evaluation's); the final model must be that checkpoint's EMA, not the EMA of the last step."""
+    train.main(ema_args(tmp_path, small_data_dir, "best", "--eval_steps", "10", "--metric_for_best_model", "loss",
+                        "--greater_is_better", "true"))
+    state = json.loads((tmp_path / "best" / "trainer_state.json").read_text())
+    assert state["best_global_step"] == 10 and state["global_step"] == 20
+    final = load_file(tmp_path / "best" / "model.safetensors")
+    best, last = (load_file(tmp_path / "best" / f"checkpoint-{s}" / "model.safetensors") for s in (10, 20))
+    assert all(torch.equal(final[k], best[k]) for k in best)
+    assert any(not torch.equal(final[k], last[k]) for k in last)

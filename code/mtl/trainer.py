@@ -16,15 +16,15 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
-from accelerate.utils import gather_object
 from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, denumpify_detensorize
 
 from .data import MultiTaskBatchSampler, MultiTaskDataset
-from .features import IGNORE_LABEL
 from .ema import EMACallback, WeightEMA
+from .features import IGNORE_LABEL
 from .metrics import format_scores, split_by_task, task_scores
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class MultiTaskTrainer(Trainer):
 
     def predict_tasks(self, dataset: MultiTaskDataset) -> dict[str, TaskPrediction]:
         """Predicted class ids and softmax probabilities per task, in file order, on the EMA weights."""
-        tasks = self._tasks_of(dataset)
+        tasks = self._metric_tasks = self._tasks_of(dataset)  # a labelled set is also scored
         with self.ema_weights():
             output = self.predict(dataset)
         logits = split_by_task(output.predictions, tasks)

@@ -1,0 +1,28 @@
+"""Constants and helpers the tests share (pytest puts tests/ and code/ on the path: pyproject.toml)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtl.args import DataTrainingArguments
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "tcdata"
+TOKENIZER_DIR = REPO_ROOT / "code" / "assets" / "tokenizer"
+TINY_CONFIG = REPO_ROOT / "code" / "assets" / "configs" / "tiny.json"
+
+
+def data_args(tmp: Path, data_dir: Path = DATA_DIR, **overrides) -> DataTrainingArguments:
+    """DataTrainingArguments pointing every output into `tmp`."""
+    values = dict(data_dir=str(data_dir), cleaned_dir=str(tmp / "cleaned"), data_save_dir=str(tmp / "cache"),
+                  tokenizer_dir=str(TOKENIZER_DIR))
+    values.update(overrides)
+    return DataTrainingArguments(**values)
+
+
+def common(tmp: Path, data_dir: Path, out: str, save_steps: int = 20) -> list[str]:
+    """train.py arguments that keep a run's files under `tmp` (named by `out`) and its model tiny and quick."""
+    return ["--data_dir", str(data_dir), "--cleaned_dir", str(tmp / "cleaned"),
+            "--data_save_dir", str(tmp / f"cache_{out}"), "--tokenizer_dir", str(TOKENIZER_DIR),
+            "--output_dir", str(tmp / out), "--prediction_dir", str(tmp / f"pred_{out}"),
+            "--max_seq_length", "64", "--per_device_train_batch_size", "16", "--logging_steps", "10",
+            "--eval_steps", "20", "--save_steps", str(save_steps), "--report_to", "none", "--disable_tqdm", "true"]
