@@ -50,8 +50,15 @@ def write_section(path: Path, text: str) -> None:
     print(text)
 
 
+def work_dir(name: str) -> Path:
+    """Scratch space of a benchmark (caches, checkpoints): $BENCH_WORK_DIR/<name>, by default under user_data/.
+    The tests point BENCH_WORK_DIR at a temporary directory, so a test run writes nothing into the repository."""
+    return Path(os.environ.get("BENCH_WORK_DIR") or REPO_ROOT / "user_data") / name
+
+
 def results_path(name: str, smoke: bool, out: str | None = None) -> Path:
-    """bench/results/<name>.md for real runs; smoke runs (CI) write under user_data/ and leave the results alone."""
+    """bench/results/<name>.md for real runs; smoke runs (CI) write into work_dir("bench_smoke") and leave the
+    results alone."""
     if out:
         return Path(out)
-    return REPO_ROOT / ("user_data/bench_smoke" if smoke else "bench/results") / f"{name}.md"
+    return (work_dir("bench_smoke") if smoke else REPO_ROOT / "bench/results") / f"{name}.md"

@@ -9,7 +9,7 @@ import json
 
 import torch
 
-from common import REPO_ROOT, header, results_path, table, write_section
+from common import header, results_path, table, work_dir, write_section
 from mtl.args import DataTrainingArguments
 from mtl.data import MultiTaskBatchSampler
 from mtl.features import load_or_build_task, load_tokenizer
@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="debug-sized data (first 1000 rows per file), for CI")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    data_args = DataTrainingArguments(debug=args.smoke, data_save_dir=str(REPO_ROOT / "user_data" / ("bench_smoke" if args.smoke else "")),
-                                      cleaned_dir=str(REPO_ROOT / "user_data" / ("bench_smoke" if args.smoke else "")))
+    data_args = DataTrainingArguments(debug=args.smoke, data_save_dir=str(work_dir("bench_smoke" if args.smoke else "")),
+                                      cleaned_dir=str(work_dir("bench_smoke" if args.smoke else "")))
     tokenizer = load_tokenizer(data_args.tokenizer_dir)
     lengths = []
     for task in get_tasks(data_args.tasks):

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import emoji
 import pandas as pd
 
-from common import REPO_ROOT, header, results_path, table, write_section
+from common import REPO_ROOT, header, results_path, table, work_dir, write_section
 from mtl.cleaning import clean_texts
 from mtl.features import build_task_cache, encode, load_tokenizer
 from mtl.io import read_tsv
@@ -109,7 +109,7 @@ def main() -> None:
     tokenizer("预热")  # load lazily-built pieces before timing
     ours = run_project(tokenizer, max_rows)
     old = run_2020(tokenizer, max_rows)
-    whole = run_pipeline(tokenizer, REPO_ROOT / "user_data" / "bench_preprocess", args.smoke)
+    whole = run_pipeline(tokenizer, work_dir("bench_preprocess"), args.smoke)
     rows = []
     for stage in ("read", "clean", "tokenize"):
         rows.append({"stage": stage, "2020 (s)": f"{old[stage]:.2f}", "this project (s)": f"{ours[stage]:.2f}",

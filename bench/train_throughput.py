@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from common import REPO_ROOT, header, results_path, table, write_section
+from common import header, results_path, table, work_dir, write_section
 
 SIZES = {  # BERT shapes; vocab is the bundled 21,128 tokens
     "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
@@ -79,13 +79,13 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
     from mtl.tasks import get_tasks
     from mtl.trainer import MultiTaskTrainer
 
-    cache = str(REPO_ROOT / "user_data" / f"bench_cache_{max_seq_length}{'_debug' if debug else ''}")
+    cache = str(work_dir(f"bench_cache_{max_seq_length}{'_debug' if debug else ''}"))
     data_args = DataTrainingArguments(max_seq_length=max_seq_length, debug=debug, data_save_dir=cache, cleaned_dir=cache)
     tokenizer = load_tokenizer(data_args.tokenizer_dir)
     tasks = get_tasks(None)
     train = {t.name: load_or_build_task(t, tokenizer, data_args)["train"] for t in tasks}
     config = BertConfig(vocab_size=21128, max_position_embeddings=512, **SIZES[size])
-    out = str(REPO_ROOT / "user_data" / "bench_throughput")
+    out = str(work_dir("bench_throughput"))
     torch.manual_seed(0)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -115,7 +115,7 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
             # accelerate prefetches one batch, so the counter may hold one more than was consumed
             counters.append(counter.batches[task_warmup:timer.steps])
     else:
-        add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
+        config = add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
         model = BertMultiTaskModel(config)
         dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
         counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id))

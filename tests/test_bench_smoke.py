@@ -5,18 +5,22 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import REPO_ROOT
 
 
-def test_bench_smoke_mode_runs_every_benchmark_and_writes_its_tables():
-    out = REPO_ROOT / "user_data" / "bench_smoke"
-    for f in out.glob("*.md"):
-        f.unlink()
-    proc = subprocess.run(["bash", str(REPO_ROOT / "bench" / "run_all.sh"), "--smoke"], capture_output=True,
-                          text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=900)
+@pytest.mark.slow
+def test_bench_smoke_mode_runs_every_benchmark_and_writes_its_tables(tmp_path):
+    out = tmp_path / "bench_smoke"
+    results_before = {p: p.read_bytes() for p in (REPO_ROOT / "bench" / "results").rglob("*.*")}
+    proc = subprocess.run(["bash", str(REPO_ROOT / "bench" / "run_all.sh"), "--smoke"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable, "BENCH_WORK_DIR": str(tmp_path)}, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     expected = {"preprocess": "speed-up", "padding": "length-grouped", "ema": "foreach",
                 "throughput_tiny": "(c) MultiTaskTrainer, length-grouped"}
     for name, marker in expected.items():
         text = (out / f"{name}.md").read_text(encoding="utf-8")
         assert marker in text and "Machine:" in text and "Commit:" in text, name
+    # smoke numbers never overwrite the committed results
+    assert {p: p.read_bytes() for p in (REPO_ROOT / "bench" / "results").rglob("*.*")} == results_before
