@@ -11,9 +11,10 @@ import torch
 
 from common import header, results_path, table, work_dir, write_section
 from mtl.args import DataTrainingArguments
+from mtl.cache import load_or_build_task
 from mtl.data import MultiTaskBatchSampler
-from mtl.features import load_or_build_task, load_tokenizer
 from mtl.tasks import get_tasks
+from mtl.tokenizer import load_tokenizer
 
 
 def efficiency(batches: list[list[int]], lengths: torch.Tensor) -> float:

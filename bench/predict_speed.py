@@ -17,12 +17,12 @@ import torch
 from transformers import BertConfig
 
 from common import REPO_ROOT, header, results_path, table, write_section
-from mtl.features import load_tokenizer
 from mtl.io import read_tsv
 from mtl.model import load_model
 from mtl.paths import DEFAULT_TOKENIZER_DIR
 from mtl.predictor import Predictor
 from mtl.tasks import ROUND2_DIR, TASKS
+from mtl.tokenizer import load_tokenizer
 
 
 def texts_of(task: str, rows: int | None) -> list:

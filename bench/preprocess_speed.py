@@ -17,10 +17,12 @@ import emoji
 import pandas as pd
 
 from common import REPO_ROOT, header, results_path, table, work_dir, write_section
+from mtl.cache import build_task_cache
 from mtl.cleaning import clean_texts
-from mtl.features import build_task_cache, encode, load_tokenizer
+from mtl.encoding import encode
 from mtl.io import read_tsv
 from mtl.tasks import ROUND1_DIR, ROUND2_DIR, get_tasks
+from mtl.tokenizer import load_tokenizer
 
 DATA = REPO_ROOT / "tcdata"
 TASKS = get_tasks(None)

@@ -73,10 +73,11 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
     from transformers import AutoModelForSequenceClassification, BertConfig, DataCollatorWithPadding, Trainer
 
     from mtl.args import DataTrainingArguments
+    from mtl.cache import load_or_build_task
     from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
-    from mtl.features import load_or_build_task, load_tokenizer
     from mtl.model import BertMultiTaskModel, add_tasks_to_config
     from mtl.tasks import get_tasks
+    from mtl.tokenizer import load_tokenizer
     from mtl.trainer import MultiTaskTrainer
 
     cache = str(work_dir(f"bench_cache_{max_seq_length}{'_debug' if debug else ''}"))

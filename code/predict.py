@@ -17,7 +17,8 @@ import json
 import logging
 import sys
 
-from mtl.io import DataFormatError, write_text_atomic
+from mtl.errors import UsageError, run_cli
+from mtl.io import write_text_atomic
 from mtl.new_texts import FORMATS, read_new_texts
 from mtl.paths import resolve
 from mtl.predictor import Predictor
@@ -54,7 +55,7 @@ def read_input(args: argparse.Namespace) -> tuple[str, bytes, str]:
     if args.input_file:
         path = resolve(args.input_file)
         if not path.is_file():
-            raise DataFormatError(f"{args.input_file}: no such file")
+            raise UsageError(f"{args.input_file}: no such file")
         return str(path), path.read_bytes(), args.input_format
     return "<stdin>", sys.stdin.buffer.read(), args.input_format
 
@@ -63,11 +64,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
                         stream=sys.stderr)
+    name, data, fmt = read_input(args)  # a missing input file stops here, before the model is loaded
     predictor = Predictor.from_pretrained(args.model_name_or_path, args.batch_size, args.device)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for task in tasks:
         predictor.config.task_index(task)  # an unknown task stops here, before any work
-    name, data, fmt = read_input(args)
     keyed = []
     for task in tasks:
         table, report, used = read_new_texts(name, data, predictor.text_columns(task), fmt, args.skip_bad_rows)
@@ -95,7 +96,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataFormatError, ValueError) as err:  # a user's input or arguments: one line, no traceback
-        sys.exit(f"predict.py: error: {err}")
+    run_cli(main, "predict.py")  # a user's error: one line and exit status 1, no traceback

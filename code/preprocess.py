@@ -7,8 +7,10 @@ import time
 from transformers import HfArgumentParser
 
 from mtl.args import DataTrainingArguments
-from mtl.features import load_or_build_task, load_tokenizer
+from mtl.cache import load_or_build_task
+from mtl.errors import run_cli
 from mtl.tasks import get_tasks
+from mtl.tokenizer import load_tokenizer
 
 logger = logging.getLogger("preprocess")
 
@@ -25,4 +27,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "preprocess.py")  # a user's error: one line and exit status 1, no traceback

@@ -15,7 +15,7 @@ import numpy as np
 import transformers
 from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, TrainingArguments, set_seed
 
-from mtl.features import load_tokenizer, tokenizer_source
+from mtl.errors import UsageError, run_cli
 from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve
 from mtl.pretraining import (
     ChineseWholeWordMaskCollator,
@@ -26,6 +26,7 @@ from mtl.pretraining import (
     task_texts,
 )
 from mtl.tasks import TASKS, get_tasks
+from mtl.tokenizer import load_tokenizer, tokenizer_source
 
 logger = logging.getLogger("pretrain")
 
@@ -65,7 +66,7 @@ def build_model(args: PretrainArguments) -> BertForMaskedLM:
     if args.model_name_or_path:
         return BertForMaskedLM.from_pretrained(model_path(args.model_name_or_path))
     if not args.config_name:
-        raise ValueError("give --model_name_or_path (continued pretraining) or --config_name (from scratch)")
+        raise UsageError("give --model_name_or_path (continued pretraining) or --config_name (from scratch)")
     config = BertConfig.from_pretrained(str(resolve(args.config_name)))
     if args.config_overrides:
         config.update_from_string(args.config_overrides)
@@ -115,4 +116,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "pretrain.py")  # a user's error: one line and exit status 1, no traceback

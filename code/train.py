@@ -13,13 +13,16 @@ from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mtl.args import DataTrainingArguments, ModelArguments, MultiTaskTrainingArguments
+from mtl.cache import load_or_build_task
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
-from mtl.features import label2id_for, load_or_build_task, load_tokenizer, tokenizer_source
+from mtl.errors import UsageError, run_cli
+from mtl.labels import label2id_for
 from mtl.metrics import format_scores
-from mtl.model import load_model
+from mtl.model import load_model, max_positions
 from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
 from mtl.tasks import get_tasks
+from mtl.tokenizer import load_tokenizer, tokenizer_source
 from mtl.trainer import MultiTaskTrainer
 
 logger = logging.getLogger("train")
@@ -45,6 +48,19 @@ def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
     return last
 
 
+def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments,
+                    training_args: MultiTaskTrainingArguments) -> None:
+    """Combinations that would fail late (after hours, on a GPU as a device-side assert) or write something
+    misleading: refused before any work, in one line."""
+    positions = max_positions(model_args.model_name_or_path, model_args.config_name, model_args.cache_dir)
+    if positions is not None and data_args.max_seq_length > positions:
+        raise UsageError(f"--max_seq_length {data_args.max_seq_length} exceeds the model's {positions} position "
+                         f"embeddings; use --max_seq_length {positions} or less")
+    if data_args.debug and training_args.do_predict:
+        raise UsageError("--debug reads only the first 1000 rows of each file, so --do_predict would write a partial "
+                         "submission; drop --debug to predict (for a quick run, limit training with --max_steps)")
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_args(argv)
     # Under torchrun every process runs this script; only the main one logs progress (the others warn).
@@ -56,6 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model_args.model_name_or_path = model_path(model_args.model_name_or_path)
     if model_args.config_name:
         model_args.config_name = str(resolve(model_args.config_name))
+    check_arguments(model_args, data_args, training_args)
     set_seed(training_args.seed)
 
     # ---- data ----
@@ -132,4 +149,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "train.py")  # a user's error: one line and exit status 1, no traceback

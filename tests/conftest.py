@@ -11,7 +11,7 @@ from mtl.tasks import ROUND1_DIR, ROUND2_DIR, TASKS
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from mtl.features import load_tokenizer
+    from mtl.tokenizer import load_tokenizer
 
     return load_tokenizer(str(TOKENIZER_DIR))
 

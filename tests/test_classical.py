@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from helpers import data_args
+from mtl.cache import load_or_build_task
 from mtl.classical import majority_f1, task_split_texts, tfidf_lr_f1
-from mtl.features import label2id_for, load_or_build_task
+from mtl.labels import label2id_for
 from mtl.tasks import TASKS
 
 

@@ -90,7 +90,7 @@ def test_collate_leaves_out_labels_of_unlabelled_rows_and_rejects_mixed_tasks():
 
 
 def test_datasets_slice_the_flat_cache_and_keep_sep_after_truncation(tokenizer):
-    from mtl.features import encode
+    from mtl.encoding import encode
 
     texts = [["一月份跟二月份肯定有一个月份有.", "你好"], ["肯定有一个月份有", "世界"]]
     features = encode(tokenizer, texts, 12)

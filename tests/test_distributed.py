@@ -21,6 +21,8 @@ from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.data import MultiTaskBatchSampler
 from mtl.tasks import TASKS
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the CLIs (torchrun / run.sh)
+
 TRAIN_ROWS = 270  # per task in small_data_dir, after the 10% validation split
 AUDIT = REPO_ROOT / "tests" / "write_audit"  # its sitecustomize records every file each process writes
 

@@ -7,9 +7,12 @@ import shutil
 import torch
 
 from helpers import DATA_DIR, TOKENIZER_DIR, data_args
-from mtl.features import cache_dir, encode, label2id_for, load_or_build_task, load_tokenizer, stratified_split
+from mtl.cache import cache_dir, load_or_build_task
+from mtl.encoding import encode
 from mtl.io import read_tsv
+from mtl.labels import label2id_for, stratified_split
 from mtl.tasks import ROUND1_DIR, TASKS
+from mtl.tokenizer import load_tokenizer
 
 GOLDEN_IDS = [101, 671, 3299, 819, 6656, 753, 3299, 819, 5507, 2137, 3300, 671, 702, 3299, 819, 3300, 119, 102,
               5507, 2137, 3300, 671, 702, 3299, 819, 3300, 102]

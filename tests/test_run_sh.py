@@ -12,8 +12,10 @@ import pytest
 from transformers import BertConfig, BertModel
 
 from helpers import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
-from mtl.features import load_tokenizer
 from mtl.tasks import TASKS
+from mtl.tokenizer import load_tokenizer
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the CLIs (torchrun / run.sh)
 
 
 @pytest.fixture(scope="module")

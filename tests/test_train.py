@@ -141,8 +141,8 @@ def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_bac
         tmp_path, small_data_dir, tokenizer, call):
     from helpers import data_args
     from mtl.args import MultiTaskTrainingArguments
+    from mtl.cache import load_or_build_task
     from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
-    from mtl.features import load_or_build_task
     from mtl.model import load_model
     from mtl.trainer import MultiTaskTrainer
 

@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from transformers import TrainingArguments
 
+from .errors import UsageError
 from .paths import DEFAULT_TOKENIZER_DIR
 from .tasks import TASKS
 
@@ -77,6 +78,9 @@ class MultiTaskTrainingArguments(TrainingArguments):
         # training), and --bf16 is accepted on the CPU.
         if not self.use_cpu and not torch.cuda.is_available():
             self.use_cpu = True
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} {getattr(self, name)}: must be at least 1")
         if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in ("true", "false"):
             # HF's `Trainer.train(resume_from_checkpoint=True)` means the last checkpoint in output_dir
             self.resume_from_checkpoint = True if self.resume_from_checkpoint.lower() == "true" else None

@@ -11,7 +11,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-from .features import TaskFiles, read_with_args, stratified_split
+from .labels import stratified_split
+from .task_files import TaskFiles, read_with_args
 from .tasks import Task
 
 logger = logging.getLogger(__name__)

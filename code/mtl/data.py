@@ -7,7 +7,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .features import IGNORE_LABEL
+from .errors import UsageError
+from .labels import IGNORE_LABEL
 
 
 class SingleTaskDataset(Dataset):
@@ -124,7 +125,7 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         if shuffle and num_replicas > 1:
             small = [n for n in self.sizes if 0 < n < num_replicas]
             if small:
-                raise ValueError(f"a task has {small[0]} training rows, fewer than the {num_replicas} processes: "
+                raise UsageError(f"a task has {small[0]} training rows, fewer than the {num_replicas} processes: "
                                  "every process needs a row of every batch; use fewer processes")
 
     def set_epoch(self, epoch: int) -> None:

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Iterator, Optional, Sequence
 
+from .errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 # A physical line that does not start like this continues the previous row (a text broken across lines).
 ROW_START = re.compile(r"\d+\t")
 
 
-class DataFormatError(ValueError):
-    """A row that cannot be used; the message names the file and the 1-based line."""
+class DataFormatError(UsageError):
+    """A file or row that cannot be used; the message names the file and the 1-based line."""
 
 
 @dataclass
@@ -112,6 +114,7 @@ def read_tsv(
     skip_bad_rows: bool = False,
     max_rows: Optional[int] = None,
     data: Optional[bytes] = None,
+    unique_ids: bool = False,
 ) -> tuple[Table, ReadReport]:
     """Read a headerless, quote-free TSV into a Table, repairing broken lines and validating every row.
 
@@ -119,13 +122,20 @@ def read_tsv(
     a label outside `labels`. A bad row raises DataFormatError naming file and line, or with `skip_bad_rows`
     is dropped and recorded in the report. `max_rows` keeps only the first rows (debug runs). `data`: the
     file's bytes when they do not come from `path` (standard input), which then only names them in messages.
+    `unique_ids`: a row repeating an earlier row's id is bad too (test files: a submission is keyed by id).
     """
     path = Path(path)
     report = ReadReport(str(path))
     table = Table({c: [] for c in columns}, [])
     label_index = columns.index("label") if "label" in columns else None
     text_indices = [columns.index(c) for c in text_columns]
-    for line, row in _physical_rows(path, decode_utf8(path, path.read_bytes() if data is None else data), report):
+    first_line_of_id: dict[str, int] = {}
+    id_index = columns.index("id") if unique_ids else 0
+    if data is None:
+        if not path.is_file():
+            raise DataFormatError(f"{path}: no such file")
+        data = path.read_bytes()
+    for line, row in _physical_rows(path, decode_utf8(path, data), report):
         if max_rows is not None and len(table) >= max_rows:
             break
         fields = row.split("\t")
@@ -136,6 +146,8 @@ def read_tsv(
             reason = "empty text"
         elif labels is not None and label_index is not None and fields[label_index] not in labels:
             reason = f"label {fields[label_index]!r} is not one of {sorted(labels)}"
+        elif unique_ids and fields[id_index] in first_line_of_id:
+            reason = f"id {fields[id_index]!r} repeats the row at line {first_line_of_id[fields[id_index]]}; ids must be unique"
         if reason is not None:
             if not skip_bad_rows:
                 raise DataFormatError(f"{path}:{line}: {reason} (use --skip_bad_rows to drop such rows)")
@@ -145,6 +157,8 @@ def read_tsv(
         for name, value in zip(columns, fields):
             table.columns[name].append(value)
         table.lines.append(line)
+        if unique_ids:
+            first_line_of_id.setdefault(fields[id_index], line)
     report.rows = len(table)
     return table, report
 

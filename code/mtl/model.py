@@ -14,6 +14,8 @@ from torch import nn
 from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .errors import UsageError
+
 
 class Attention(nn.Module):
     """Score every token with a linear map, softmax over the real tokens, return the weighted sum."""
@@ -63,7 +65,7 @@ class BertMultiTaskConfig(BertConfig):
 
     def task_index(self, task: str) -> int:
         if task not in self.task_names:
-            raise ValueError(f"the model has no head for task {task!r}; its tasks are {self.task_names}")
+            raise UsageError(f"the model has no head for task {task!r}; its tasks are {self.task_names}")
         return self.task_names.index(task)
 
     def labels_of(self, task: str) -> list[str]:
@@ -144,6 +146,15 @@ class BertMultiTaskModel(BertPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
+def max_positions(model_name_or_path: Optional[str], config_name: Optional[str], cache_dir: Optional[str] = None) -> Optional[int]:
+    """The longest input the model's position embeddings allow, read from its config (None: no model given)."""
+    source = model_name_or_path or config_name
+    if not source:
+        return None
+    config_dict, _ = BertConfig.get_config_dict(source, cache_dir=cache_dir)
+    return config_dict.get("max_position_embeddings", BertConfig().max_position_embeddings)
+
+
 def load_model(model_name_or_path: Optional[str], config_name: Optional[str], task_names: list[str],
                task_num_labels: list[int], task_id2label: list[dict[int, str]],
                cache_dir: Optional[str] = None, **task_metadata) -> BertMultiTaskModel:
@@ -159,20 +170,20 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
         config_dict, _ = BertConfig.get_config_dict(model_name_or_path, cache_dir=cache_dir)
         model_type = config_dict.get("model_type", "bert")
         if model_type not in ("bert", BertMultiTaskConfig.model_type):
-            raise ValueError(f"{model_name_or_path}: model_type {model_type!r}; a BERT-architecture encoder is required")
+            raise UsageError(f"{model_name_or_path}: model_type {model_type!r}; a BERT-architecture encoder is required")
         config = BertConfig.from_dict({k: v for k, v in config_dict.items() if k != "model_type"})
         if getattr(config, "task_names", None):
             config = as_multitask_config(config)
             missing = [t for t in task_names if t not in config.task_names]
             if missing:
-                raise ValueError(f"{model_name_or_path} has no head for task(s) {missing}; it has {config.task_names}")
+                raise UsageError(f"{model_name_or_path} has no head for task(s) {missing}; it has {config.task_names}")
         else:
             config = add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata)
         return BertMultiTaskModel.from_pretrained(model_name_or_path, config=config, cache_dir=cache_dir)
     if config_name:
         config = BertConfig.from_pretrained(config_name, cache_dir=cache_dir)
         return BertMultiTaskModel(add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata))
-    raise ValueError("give --model_name_or_path (weights) or --config_name (random initialisation)")
+    raise UsageError("give --model_name_or_path (weights) or --config_name (random initialisation)")
 
 
 # save_pretrained copies this file beside the weights and writes the auto_map that trust_remote_code follows.

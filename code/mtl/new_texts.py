@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .errors import UsageError
 from .io import ROW_START, DataFormatError, DroppedRow, ReadReport, Table, decode_utf8, read_tsv
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def read_new_texts(name: str, data: bytes, text_columns: Sequence[str], fmt: str
     """Rows of `data` (a file's bytes; `name` names it in messages) with an `id` column and the task's text
     columns; the report counts rows kept, dropped (with reasons) and blank lines; also returns the format read."""
     if fmt not in FORMATS:
-        raise ValueError(f"input format {fmt!r} is not one of {FORMATS}")
+        raise UsageError(f"input format {fmt!r} is not one of {FORMATS}")
     text = decode_utf8(Path(name), data)
     if fmt == "auto":
         fmt = detect_format(name, text, text_columns)

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from .data import SingleTaskDataset
+from .errors import UsageError
 from .io import Table, atomic_path, write_text_atomic, write_tsv
 from .tasks import Task
 from .trainer import TaskPrediction
@@ -36,7 +37,7 @@ def write_pseudo_labels(task: Task, prediction: TaskPrediction, dataset: SingleT
                         id2label: dict[int, str], threshold: float, out_dir: Path) -> tuple[Path, int]:
     """Test rows whose top probability is >= threshold, as `{TASK}_pseudo.csv` in the task's train layout."""
     if dataset.texts is None:
-        raise ValueError(f"{task.name}: the prediction cache holds no texts; rebuild it with --overwrite_cache")
+        raise UsageError(f"{task.name}: the prediction cache holds no texts; rebuild it with --overwrite_cache")
     keep = [i for i, p in enumerate(prediction.probabilities.max(-1)) if p >= threshold]
     columns: dict[str, list[str]] = {"id": [prediction.ids[i] for i in keep]}
     for c in task.text_columns:

@@ -2,16 +2,54 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from .errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENIZER_DIR = "code/assets/tokenizer"  # the bundled bert-base-chinese vocab (= roberta-wwm-ext-large's)
 
 
-def model_path(name_or_path: str) -> str:
-    """A model given as a local directory (resolved as `resolve` does) or, when no such path exists, a hub id."""
+# What the hub accepts as a model id: `name` or `namespace/name`, of letters, digits, '-', '_' and '.'.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def model_path(name_or_path: str, flag: str = "--model_name_or_path") -> str:
+    """A model given as a local directory (resolved as `resolve` does) or, when no such path exists, a hub id.
+
+    Fails at once, in one line, where transformers would fail late or obscurely: a path that does not exist and
+    cannot be a hub id ("Repo id must be in the form ..."), or a hub id that is not cached while the hub is offline
+    or unreachable (transformers retries for about a minute first)."""
     local = resolve(name_or_path)
-    return str(local) if local.exists() else name_or_path
+    if local.exists():
+        return str(local)
+    if not HUB_ID.fullmatch(name_or_path) or ".." in name_or_path:
+        raise UsageError(f"{flag} {name_or_path}: no such directory")
+    check_on_hub(name_or_path, flag)
+    return name_or_path
+
+
+def check_on_hub(repo_id: str, flag: str) -> None:
+    """A hub model that is cached, or that the hub answers for within a few seconds; else a UsageError."""
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    fix = ("download it where the hub is reachable (`hf download {0} --local-dir DIR`) and pass DIR, "
+           "or check the spelling of the directory").format(repo_id)
+    if constants.HF_HUB_OFFLINE:
+        raise UsageError(f"{flag} {repo_id}: not a local directory, and not in the hub cache while HF_HUB_OFFLINE "
+                         f"is set; {fix}")
+    try:
+        model_info(repo_id, timeout=5)
+    except RepositoryNotFoundError:
+        raise UsageError(f"{flag} {repo_id}: neither a local directory nor a model on the hub "
+                         f"({constants.ENDPOINT}); check the spelling") from None
+    except Exception as err:  # no network, DNS, proxy, timeout: all mean the download would fail too
+        raise UsageError(f"{flag} {repo_id}: not a local directory, and the hub ({constants.ENDPOINT}) cannot be "
+                         f"reached ({type(err).__name__}); {fix}") from None
 
 
 def resolve(path: str | os.PathLike) -> Path:

@@ -12,10 +12,13 @@ import torch
 
 from .cleaning import clean_texts
 from .data import MultiTaskCollator, SingleTaskDataset
-from .features import IGNORE_LABEL, encode_with, load_tokenizer, tokenizer_source, truncating_backend
+from .encoding import encode_with, truncating_backend
+from .errors import UsageError
+from .labels import IGNORE_LABEL
 from .model import BertMultiTaskModel, load_model
 from .paths import DEFAULT_TOKENIZER_DIR, model_path
 from .tasks import TASKS
+from .tokenizer import load_tokenizer, tokenizer_source
 
 
 @dataclass
@@ -78,7 +81,7 @@ class Predictor:
         rows = [[t] if isinstance(t, str) else list(t) for t in texts]
         bad = next((i for i, r in enumerate(rows) if len(r) != len(columns)), None)
         if bad is not None:
-            raise ValueError(f"{task} reads {len(columns)} text(s) per row ({', '.join(columns)}); row {bad + 1} has "
+            raise UsageError(f"{task} reads {len(columns)} text(s) per row ({', '.join(columns)}); row {bad + 1} has "
                              f"{len(rows[bad])}")
         cleaner = self.cleaner(task)
         return encode_with(self.backend, [clean_texts(cleaner, [r[c] for r in rows]) for c in range(len(columns))])

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
-from .features import read_clean, truncating_backend
+from .encoding import truncating_backend
+from .task_files import read_clean
 from .tasks import ROUND1_DIR, ROUND2_DIR, Task
 
 logger = logging.getLogger(__name__)

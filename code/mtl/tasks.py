@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from .errors import UsageError
+
 ROUND1_DIR = "nlp_round1_data"
 ROUND2_DIR = "nlp_round2_data"
 
@@ -88,5 +90,5 @@ def get_tasks(names: Optional[Iterable[str]] = None) -> list[Task]:
     wanted = [n.strip().lower() for n in names]
     unknown = [n for n in wanted if n not in TASKS]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
+        raise UsageError(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
     return [t for t in TASKS.values() if t.name in wanted]

@@ -24,7 +24,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, de
 
 from .data import MultiTaskBatchSampler, MultiTaskDataset
 from .ema import EMACallback, WeightEMA
-from .features import IGNORE_LABEL
+from .errors import UsageError
+from .labels import IGNORE_LABEL
 from .metrics import format_scores, split_by_task, task_scores
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class MultiTaskTrainer(Trainer):
             if strategy == "group_by_length":
                 lengths = [d.lengths for d in dataset.datasets.values()]
             elif strategy != "random":
-                raise ValueError(f"train_sampling_strategy {strategy!r} is not supported; use random or group_by_length")
+                raise UsageError(f"train_sampling_strategy {strategy!r} is not supported; use random or group_by_length")
         # Every process builds the same sampler and takes its own shard: whole task batches, never passed through
         # accelerator.prepare (its BatchSamplerShard would shard again, and with even_batches repeat batches).
         sampler = MultiTaskBatchSampler(

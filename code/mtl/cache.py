@@ -1,0 +1,137 @@
+"""Per-task caches: built from the raw files (read, cleaned, tokenized, split), fingerprinted, verified, reused."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerBase
+
+from .args import DataTrainingArguments
+from .encoding import encode_with, truncating_backend
+from .io import Table, atomic_path, write_text_atomic, write_tsv
+from .labels import IGNORE_LABEL, label2id_for, stratified_split
+from .paths import resolve
+from .task_files import TaskFiles, read_with_args
+from .tasks import ROUND1_DIR, ROUND2_DIR, Task
+from .tokenizer import tokenizer_hash
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 2  # bump when the layout of the .pt files or the preprocessing changes (2: output hashes)
+SPLITS = ("train", "val", "predict")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprint(task: Task, files: TaskFiles, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, Any]:
+    """Everything that determines a task's cache; a cache is reused only when this matches exactly."""
+    return {
+        "cache_version": CACHE_VERSION,
+        "task": task.name,
+        "cleaner": task.cleaner,
+        "files": {name: _sha256(p) for name, p in vars(files).items() if p is not None},
+        "tokenizer": tokenizer_hash(tokenizer),
+        "max_seq_length": args.max_seq_length,
+        "train_val_split_ratio": args.train_val_split_ratio,
+        "split_seed": args.split_seed,
+        "test_b": args.test_b,
+        "debug": args.debug,
+        "skip_bad_rows": args.skip_bad_rows,
+    }
+
+
+def cache_dir(task: Task, data_save_dir: str) -> Path:
+    return resolve(data_save_dir) / f"{task.name}_processed"
+
+
+def _split_features(task: Task, table: Table, backend: Tokenizer, label2id: dict[str, int],
+                    keep_texts: bool = False) -> dict[str, Any]:
+    features: dict[str, Any] = encode_with(backend, [table.columns[c] for c in task.text_columns])
+    labels = table.columns.get("label")
+    features["labels"] = torch.tensor(
+        [label2id[x] for x in labels] if labels is not None else [IGNORE_LABEL] * len(table), dtype=torch.int64)
+    features["ids"] = list(table.columns["id"])
+    if keep_texts:  # prediction rows keep their cleaned texts, so pseudo-labels can be written as train rows
+        features["texts"] = {c: list(table.columns[c]) for c in task.text_columns}
+    return features
+
+
+def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
+    """Read, clean, write the cleaned TSVs, tokenize, split and save one task's caches; return the splits."""
+    start = time.perf_counter()
+    files = TaskFiles.of(task, args.data_dir, args.use_pseudo)
+    cleaned = resolve(args.cleaned_dir)
+    train = read_with_args(task, files.train, True, args)
+    tests = {name: read_with_args(task, path, False, args)
+             for name, path in (("a", files.test_a), ("b", files.test_b))}
+    # Cleaned copies in the competition layout; round 2 also receives the train file, as the baseline did.
+    for round_dir, test_name, test_file in ((ROUND1_DIR, "a", task.test_a_file), (ROUND2_DIR, "b", task.test_b_file)):
+        out = cleaned / f"cleaned_{round_dir}"
+        write_tsv(out / task.train_file, train, task.columns(True))
+        write_tsv(out / test_file, tests[test_name], task.columns(False))
+
+    label2id = label2id_for(task)
+    train_idx, val_idx = stratified_split(train.columns["label"], args.train_val_split_ratio, args.split_seed)
+    train_rows = train.select(train_idx)
+    if files.pseudo is not None:  # pseudo-labelled test rows join the train split only, never validation
+        pseudo = read_with_args(task, files.pseudo, True, args)
+        logger.info("%s: %d pseudo-labelled rows added to train", task.name, len(pseudo))
+        train_rows.extend(pseudo)
+    predict = tests["b" if args.test_b else "a"]
+    backend = truncating_backend(tokenizer, args.max_seq_length)
+    splits = {
+        "train": _split_features(task, train_rows, backend, label2id),
+        "val": _split_features(task, train.select(val_idx), backend, label2id),
+        "predict": _split_features(task, predict, backend, label2id, keep_texts=True),
+    }
+    out_dir = cache_dir(task, args.data_save_dir)
+    for name, features in splits.items():
+        with atomic_path(out_dir / f"{name}.pt") as tmp:
+            torch.save(features, tmp)
+    write_text_atomic(out_dir / "label2id.json", json.dumps(label2id, ensure_ascii=False, indent=1))
+    # Written last: a cache whose fingerprint file exists is complete; the hashes of its files let a load detect
+    # a file damaged since (truncated by a full disk, overwritten by hand).
+    record = {**fingerprint(task, files, tokenizer, args),
+              "outputs": {f"{name}.pt": _sha256(out_dir / f"{name}.pt") for name in SPLITS}}
+    write_text_atomic(out_dir / "fingerprint.json", json.dumps(record, indent=1))
+    logger.info("%s: cache built in %.2fs (train %d, val %d, predict %d) -> %s", task.name,
+                time.perf_counter() - start, *(len(splits[s]["ids"]) for s in SPLITS), out_dir)
+    return splits
+
+
+def load_split(path: Path) -> dict[str, Any]:
+    """Load one cached split; weights_only so a cache file cannot run code."""
+    return torch.load(path, weights_only=True)
+
+
+def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
+    """The task's splits from a cache whose fingerprint matches, else freshly built (and cached)."""
+    out_dir = cache_dir(task, args.data_save_dir)
+    fp_path = out_dir / "fingerprint.json"
+    if not args.overwrite_cache and fp_path.exists():
+        expected = fingerprint(task, TaskFiles.of(task, args.data_dir, args.use_pseudo), tokenizer, args)
+        record = json.loads(fp_path.read_text())
+        outputs = record.pop("outputs", None)
+        if record != expected:
+            logger.info("%s: cache %s is stale; rebuilding", task.name, out_dir)
+        else:
+            damaged = [name for name, digest in (outputs or {}).items()
+                       if not (out_dir / name).is_file() or _sha256(out_dir / name) != digest]
+            if outputs and not damaged:
+                logger.info("%s: reusing cache %s", task.name, out_dir)
+                return {name: load_split(out_dir / f"{name}.pt") for name in SPLITS}
+            logger.warning("%s: cache file(s) %s in %s are damaged or missing (their content no longer matches "
+                           "fingerprint.json); rebuilding", task.name, ", ".join(damaged) or "?", out_dir)
+    return build_task_cache(task, tokenizer, args)
+
+
+def read_label2id(task: Task, data_save_dir: str) -> dict[str, int]:
+    return json.loads((cache_dir(task, data_save_dir) / "label2id.json").read_text())

@@ -1,0 +1,37 @@
+"""Label ids and the stratified train/validation split."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .tasks import Task
+
+logger = logging.getLogger(__name__)
+
+IGNORE_LABEL = -100  # label of prediction rows (no gold label); ignored by cross-entropy
+
+
+def label2id_for(task: Task) -> dict[str, int]:
+    """Sorted label strings -> 0..n-1, as the 2020 baseline (OCNLI {"0": 0, "1": 1, "2": 2}).
+
+    Built from the registry's label set rather than the labels seen in train, so a debug subset that misses
+    a rare class still gets the same ids as a full run.
+    """
+    return {label: i for i, label in enumerate(sorted(task.labels))}
+
+
+def stratified_split(labels: list[str], ratio: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded shuffle, then train/val indices with every class in proportion (both sorted to file order)."""
+    indices = np.arange(len(labels))
+    if ratio <= 0 or len(labels) < 2:
+        return indices.tolist(), []
+    try:
+        train, val = train_test_split(indices, test_size=ratio, random_state=seed, shuffle=True, stratify=labels)
+    except ValueError as err:  # a class with a single row (debug subsets): split without stratification
+        logger.warning("stratified split impossible (%s); splitting without stratification", err)
+        train, val = train_test_split(indices, test_size=ratio, random_state=seed, shuffle=True)
+    return sorted(train.tolist()), sorted(val.tolist())
+
+

@@ -1,0 +1,137 @@
+"""Bad input through the real CLIs: one line naming the file (and line) or the flag and what to do, exit status 1,
+no traceback, and nothing written. One row per case a user met (issue: every bad input met with a one-line error)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from helpers import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
+
+
+def cli(prog: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / "code" / prog), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def outputs(out: Path) -> list[str]:
+    """Every argument that makes a CLI write somewhere, pointed into `out`."""
+    return ["--cleaned_dir", str(out), "--data_save_dir", str(out), "--tokenizer_dir", str(TOKENIZER_DIR)]
+
+
+def train_outputs(out: Path) -> list[str]:
+    return [*outputs(out), "--output_dir", str(out / "model"), "--prediction_dir", str(out / "pred"),
+            "--report_to", "none"]
+
+
+def edit_line(path: Path, number: int, edit: Callable[[str], str]) -> None:
+    lines = path.read_bytes().split(b"\n")
+    lines[number - 1] = edit(lines[number - 1].decode()).encode()
+    path.write_bytes(b"\n".join(lines))
+
+
+@dataclass
+class Case:
+    name: str
+    prog: str
+    args: Callable[[Path, Path], list[str]]  # (data dir, output dir) -> arguments
+    message: str  # must appear in the single error line
+    prepare: Callable[[Path], None] = lambda data: None  # damages the copy of the data
+    env: dict = field(default_factory=dict)
+
+
+CASES = [
+    Case("empty test file", "preprocess.py", lambda d, o: ["--data_dir", str(d), "--tasks", "tnews", *outputs(o)],
+         "TNEWS_a.csv: no rows; the file must hold rows of id<TAB>text",
+         prepare=lambda d: (d / "nlp_round1_data" / "TNEWS_a.csv").write_bytes(b"")),
+    Case("duplicate id in a test file", "preprocess.py",
+         lambda d, o: ["--data_dir", str(d), "--tasks", "tnews", *outputs(o)],
+         "tnews_test_B.csv:3: id '0' repeats the row at line 1; ids must be unique (use --skip_bad_rows",
+         prepare=lambda d: edit_line(d / "nlp_round2_data" / "tnews_test_B.csv", 3, lambda s: "0" + s[1:])),
+    Case("bad label in a train file", "preprocess.py",
+         lambda d, o: ["--data_dir", str(d), "--tasks", "tnews", *outputs(o)],
+         "TNEWS_train1128.csv:5: label '999' is not one of",
+         prepare=lambda d: edit_line(d / "nlp_round1_data" / "TNEWS_train1128.csv", 5,
+                                     lambda s: s.rsplit("\t", 1)[0] + "\t999")),
+    Case("missing data file", "preprocess.py", lambda d, o: ["--data_dir", str(d), "--tasks", "ocnli", *outputs(o)],
+         "OCNLI_train1128.csv: no such file; --data_dir",
+         prepare=lambda d: (d / "nlp_round1_data" / "OCNLI_train1128.csv").unlink()),
+    Case("unknown task", "preprocess.py", lambda d, o: ["--tasks", "tnews,sentiment", *outputs(o)],
+         "unknown task(s) ['sentiment']; known: ['ocemotion', 'ocnli', 'tnews']"),
+    Case("model directory that does not exist", "train.py",
+         lambda d, o: ["--model_name_or_path", "/no/such/dir", "--do_train", *train_outputs(o)],
+         "--model_name_or_path /no/such/dir: no such directory"),
+    Case("hub id while HF_HUB_OFFLINE", "train.py",
+         lambda d, o: ["--model_name_or_path", "hfl/chinese-roberta-wwm-ext-large", "--do_train", *train_outputs(o)],
+         "not a local directory, and not in the hub cache while HF_HUB_OFFLINE is set",
+         env={"HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-hf-home"}),
+    Case("hub id with the hub unreachable", "train.py",
+         lambda d, o: ["--model_name_or_path", "hfl/chinese-roberta-wwm-ext-large", "--do_train", *train_outputs(o)],
+         "the hub (http://127.0.0.1:9) cannot be reached",
+         env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": "/nonexistent-hf-home"}),
+    Case("batch size 0", "train.py",
+         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--per_device_train_batch_size", "0",
+                       *train_outputs(o)],
+         "--per_device_train_batch_size 0: must be at least 1"),
+    Case("max_seq_length beyond the model's positions", "train.py",
+         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--max_seq_length", "1000", *train_outputs(o)],
+         "--max_seq_length 1000 exceeds the model's 512 position embeddings; use --max_seq_length 512 or less"),
+    Case("--debug with --do_predict", "train.py",
+         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--do_predict", "--debug", *train_outputs(o)],
+         "--debug reads only the first 1000 rows of each file, so --do_predict would write a partial submission"),
+    Case("predict.py input file that does not exist", "predict.py",
+         lambda d, o: ["--model_name_or_path", str(TINY_CONFIG.parent), "--tasks", "tnews",
+                       "--input_file", str(d / "nothing.tsv"), "--output_file", str(o / "out.jsonl")],
+         "nothing.tsv: no such file"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gets_one_line_error_and_nothing_written(case: Case, small_data_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_data_dir, data)
+    case.prepare(data)
+    out = tmp_path / "out"
+    proc = cli(case.prog, *case.args(data, out), env=case.env)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.rstrip("\n").split("\n")[-1]
+    assert last.startswith(f"{case.prog}: error: ") and case.message in last, last
+    written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert not written, written
+
+
+def test_damaged_cache_is_detected_and_rebuilt(small_data_dir, tmp_path):
+    """A cache file truncated after it was built (full disk, a copy cut short) while fingerprint.json is intact:
+    the next run says so and rebuilds, instead of torch's 'PytorchStreamReader failed reading zip archive'."""
+    args = ["--data_dir", str(small_data_dir), "--tasks", "tnews", *outputs(tmp_path)]
+    assert cli("preprocess.py", *args).returncode == 0
+    train_pt = tmp_path / "tnews_processed" / "train.pt"
+    good = train_pt.read_bytes()
+    train_pt.write_bytes(good[: len(good) // 2])
+    proc = cli("preprocess.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cache file(s) train.pt in" in proc.stderr and "damaged or missing" in proc.stderr
+    assert len(torch.load(train_pt, weights_only=True)["ids"]) == 270  # 300 rows, 10% held out
+    proc = cli("preprocess.py", *args)  # and the rebuilt cache is reused as it is
+    assert "reusing cache" in proc.stderr and "damaged or missing" not in proc.stderr
+
+
+def test_skip_bad_rows_drops_a_repeated_test_id_and_reports_it(small_data_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_data_dir, data)
+    edit_line(data / "nlp_round2_data" / "tnews_test_B.csv", 3, lambda s: "0" + s[1:])
+    proc = cli("preprocess.py", "--data_dir", str(data), "--tasks", "tnews", "--skip_bad_rows",
+               "--test_b", "true", *outputs(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tnews_test_B.csv:3: dropped: id '0' repeats the row at line 1" in proc.stderr
+    assert "tnews_test_B.csv: 1499 rows kept, 0 lines repaired, 1 rows dropped" in proc.stderr
+    predict = torch.load(tmp_path / "tnews_processed" / "predict.pt", weights_only=True)
+    assert len(predict["ids"]) == 1499 and len(set(predict["ids"])) == 1499
