@@ -27,36 +27,28 @@ IFS=$'\t' read -r profile reason < <(PROFILE=${PROFILE:-auto} BASELINE_MODEL=${M
     "$PYTHON" code/choose_profile.py)
 echo "run.sh: profile '$profile': $reason"
 
+# The profile's hyperparameters live in JSON argument files that train.py reads (flags after them override).
+PROFILE_DIR=${PROFILE_DIR:-code/assets/profiles}
+STAGE1_ARGS=$PROFILE_DIR/${profile}_stage1.json
+STAGE2_ARGS=$PROFILE_DIR/${profile}_stage2.json
 case "$profile" in
   demo)
     MODEL=${MODEL:-$OUTPUT_DIR/demo_model}
-    MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-128}
     DEMO_CONFIG=${DEMO_CONFIG:-code/assets/configs/demo.json}
-    # Sized so that the whole run fits in 20 minutes on a 2-core CPU (README, "Results").
-    PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-0.3}
-    STAGE1_EPOCHS=${STAGE1_EPOCHS:-1.25}
-    STAGE2_EPOCHS=${STAGE2_EPOCHS:-0.4}
-    stage1=(--learning_rate 3e-4 --per_device_train_batch_size 64 --warmup_steps 0.06 --weight_decay 0.01
-            --eval_steps 1500 --save_steps 1500 --logging_steps 200 --train_sampling_strategy group_by_length)
-    stage2=(--learning_rate 1e-3 --per_device_train_batch_size 64 --eval_steps 1000 --save_steps 1000
-            --logging_steps 200 --train_sampling_strategy group_by_length)
+    PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-0.3}  # with the profile's stage lengths, the run fits in 20 min on 2 cores
     ;;
   baseline)
     MODEL=${MODEL:-hfl/chinese-roberta-wwm-ext-large}
-    MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-300}
-    STAGE1_EPOCHS=${STAGE1_EPOCHS:-6}
-    STAGE2_EPOCHS=${STAGE2_EPOCHS:-2}
-    # The 2020 hyperparameters.
-    stage1=(--learning_rate 3e-5 --per_device_train_batch_size 16 --weight_decay 0 --warmup_steps 0
-            --eval_steps 2500 --save_steps 2500 --logging_steps 1000)
-    stage2=(--learning_rate 1e-5 --per_device_train_batch_size 16 --eval_steps 500 --save_steps 500 --logging_steps 1000)
     ;;
 esac
-
-data=(--data_dir "$DATA_DIR" --data_save_dir "$OUTPUT_DIR" --cleaned_dir "$OUTPUT_DIR" --max_seq_length "$MAX_SEQ_LENGTH")
+# Settings given in the environment override the profile files.
+stage1=(${STAGE1_EPOCHS:+--num_train_epochs "$STAGE1_EPOCHS"})
+stage2=(${STAGE2_EPOCHS:+--num_train_epochs "$STAGE2_EPOCHS"})
+data=(--data_dir "$DATA_DIR" --data_save_dir "$OUTPUT_DIR" --cleaned_dir "$OUTPUT_DIR"
+      ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"})
 
 echo "run.sh: [1/5] preprocess"
-"$PYTHON" code/preprocess.py "${data[@]}"
+"$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}"  # the profile's data arguments (max_seq_length)
 
 if [ "$profile" = demo ]; then
   if [ -f "$MODEL/model.safetensors" ]; then
@@ -72,17 +64,17 @@ fi
 
 echo "run.sh: [3/5] stage 1: full fine-tuning"
 # shellcheck disable=SC2086
-"${train[@]}" --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
-  --do_train --do_eval --num_train_epochs "$STAGE1_EPOCHS" "${stage1[@]}" $EXTRA_ARGS
+"${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
+  --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
 
 echo "run.sh: [4/5] stage 2: encoder frozen, heads trained"
 # shellcheck disable=SC2086
-"${train[@]}" --model_name_or_path "$OUTPUT_DIR/stage1" --freeze "${data[@]}" \
-  --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval --num_train_epochs "$STAGE2_EPOCHS" "${stage2[@]}" $EXTRA_ARGS
+"${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage1" "${data[@]}" \
+  --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS
 
 echo "run.sh: [5/5] test B prediction with the final model"
 # train.py ends its output with the scores table (3 lines)
-scores=$("${train[@]}" --model_name_or_path "$OUTPUT_DIR/stage2" "${data[@]}" --test_b \
+scores=$("${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage2" "${data[@]}" --test_b \
   --output_dir "$OUTPUT_DIR/stage2" --prediction_dir "$PREDICTION_DIR" --do_eval --do_predict | tail -n 3)
 
 echo
@@ -90,3 +82,4 @@ echo "run.sh: done in $((SECONDS - start)) s, profile '$profile', $NPROC process
 echo "$scores"
 echo "run.sh: wrote $PREDICTION_DIR/{ocnli,ocemotion,tnews}_predict.json, $PREDICTION_DIR/submit.zip,"
 echo "        models in $OUTPUT_DIR/stage1 and $OUTPUT_DIR/stage2, pseudo-labels in $OUTPUT_DIR/stage2/pseudo"
+echo "        curves (loss, scores at each evaluation): $OUTPUT_DIR/stage1/curves.png, $OUTPUT_DIR/stage2/curves.png"

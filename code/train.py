@@ -12,8 +12,15 @@ import transformers
 from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from mtl.args import DataTrainingArguments, ModelArguments, MultiTaskTrainingArguments
+from mtl.args import (
+    DataTrainingArguments,
+    ModelArguments,
+    MultiTaskTrainingArguments,
+    PredictionArguments,
+    expand_json_argument_file,
+)
 from mtl.cache import load_or_build_task
+from mtl.curves import plot_curves
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.errors import UsageError, run_cli
 from mtl.labels import label2id_for
@@ -29,11 +36,11 @@ logger = logging.getLogger("train")
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, MultiTaskTrainingArguments), description=__doc__)
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, PredictionArguments, MultiTaskTrainingArguments),
+                              description=__doc__)
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):  # a single JSON file of arguments, as run_glue.py
-        return parser.parse_json_file(json_file=str(resolve(argv[0])))
-    return parser.parse_args_into_dataclasses(args=argv)
+    # A JSON file of arguments first (as run_glue.py), then flags that override it (as nanoGPT's configs).
+    return parser.parse_args_into_dataclasses(args=expand_json_argument_file(argv))
 
 
 def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
@@ -62,7 +69,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, prediction_args, training_args = parse_args(argv)
     # Under torchrun every process runs this script; only the main one logs progress (the others warn).
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING, force=True)
@@ -110,8 +117,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_dataset=dataset("val") if training_args.do_eval or training_args.eval_strategy != "no" else None,
         data_collator=MultiTaskCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        ema_decay=model_args.ema_decay,
-        ema_start_step=model_args.ema_start_step,
     )
     task_names = [t.name for t in tasks]
     metrics: dict[str, float] = {}
@@ -122,6 +127,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
+        if trainer.is_world_process_zero():
+            curves = plot_curves(trainer.state.log_history, task_names, Path(training_args.output_dir) / "curves.png",
+                                 title=f"{training_args.output_dir} ({', '.join(task_names)})")
+            logger.info("curves: %s", curves)
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
@@ -132,15 +141,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         predict_set = dataset("predict")
         predictions = trainer.predict_tasks(predict_set)  # every process takes part
         if trainer.is_world_process_zero():  # one process writes
-            out_dir = resolve(data_args.prediction_dir)
+            out_dir = resolve(prediction_args.prediction_dir)
             files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in tasks]
             zip_path = write_submission_zip(files, out_dir / "submit.zip")
             logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
-            if data_args.pseudo:
+            if prediction_args.pseudo:
                 pseudo_dir = Path(training_args.output_dir) / "pseudo"
                 for t in tasks:
                     write_pseudo_labels(t, predictions[t.name], predict_set.datasets[t.name], id2label[t.name],
-                                        data_args.pseudo_threshold, pseudo_dir)
+                                        prediction_args.pseudo_threshold, pseudo_dir)
 
     if metrics and trainer.is_world_process_zero():
         print(format_scores(metrics, task_names))  # the final scores table, on stdout for run.sh

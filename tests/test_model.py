@@ -46,8 +46,11 @@ def test_each_task_has_its_head_and_loss():
     model = tiny_model()
     ids = torch.tensor([[101, 791, 102]])
     for task_id, classes in enumerate(CLASSES):
-        out = model(input_ids=ids, task_id=torch.tensor(task_id), labels=torch.tensor([classes - 1]))
-        assert out.logits.shape == (1, classes) and out.loss.item() > 0
+        label = torch.tensor([classes - 1])
+        out = model(input_ids=ids, task_id=torch.tensor(task_id), labels=label)
+        assert out.logits.shape == (1, classes)
+        # the loss is the cross-entropy of this task's head against the given label
+        assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(out.logits, label))
 
 
 def test_save_and_load_round_trip_gives_identical_logits(tmp_path):

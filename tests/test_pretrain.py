@@ -4,6 +4,7 @@ from __future__ import annotations
 import jieba
 import pytest
 import torch
+from transformers import BertForMaskedLM
 
 import choose_profile
 import pretrain
@@ -70,7 +71,16 @@ def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
     scores = train.main(["--model_name_or_path", str(tmp_path / "mlm"), "--do_eval", "--data_dir", str(small_data_dir),
                          "--data_save_dir", str(tmp_path / "cache"), "--cleaned_dir", str(tmp_path / "cleaned"),
                          "--output_dir", str(tmp_path / "ft"), "--max_seq_length", "32", "--report_to", "none"])
-    assert 0.0 <= scores["eval_avg"] <= 1.0
+    assert scores["eval_avg"] == pytest.approx(sum(scores[f"eval_{t}"] for t in TASKS) / len(TASKS))
+    # the fine-tuning model starts from the pretrained encoder, not from a random one
+    from mtl.model import load_model
+
+    mlm = BertForMaskedLM.from_pretrained(str(tmp_path / "mlm"))
+    multitask = load_model(str(tmp_path / "mlm"), None, list(TASKS), [t.num_labels for t in TASKS.values()],
+                           [{i: label for i, label in enumerate(sorted(t.labels))} for t in TASKS.values()])
+    for name, weight in mlm.bert.state_dict().items():
+        if name in multitask.bert.state_dict():
+            assert torch.equal(weight, multitask.bert.state_dict()[name]), name
 
 
 def test_config_overrides_set_the_sizes(tmp_path):

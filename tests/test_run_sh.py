@@ -36,13 +36,15 @@ def test_baseline_profile_whole_epochs_through_run_sh(tmp_path, small_data_dir, 
     result = subprocess.run(["bash", str(REPO_ROOT / "run.sh")], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "profile 'baseline': PROFILE=baseline was requested" in result.stdout
-    assert "| eval |" in result.stdout.splitlines()[-3]  # the final scores table, printed once
+    assert "| eval |" in result.stdout.splitlines()[-4]  # the final scores table, printed once
+    assert "curves (loss, scores at each evaluation)" in result.stdout.splitlines()[-1]
     for stage in ("stage1", "stage2"):
         out = tmp_path / "user_data" / stage
         state = json.loads((out / "trainer_state.json").read_text())
         assert state["global_step"] == steps_per_epoch  # one whole epoch over 3 x 270 train rows
         assert any("eval_avg" in e for e in state["log_history"])  # evaluated at the end of the epoch
         assert (out / "model.safetensors").exists() and (out / "config.json").exists()
+        assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     config = json.loads((tmp_path / "user_data" / "stage2" / "config.json").read_text())
     assert config["task_names"] == list(TASKS)
     pred = tmp_path / "prediction_result"

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import train
 from helpers import REPO_ROOT, TINY_CONFIG, common
-from mtl.args import DataTrainingArguments, ModelArguments
+from mtl.args import DataTrainingArguments, ModelArguments, PredictionArguments
 from mtl.io import read_tsv
 from mtl.outputs import write_pseudo_labels
 from mtl.tasks import ROUND1_DIR, ROUND2_DIR, TASKS
@@ -37,6 +37,42 @@ def test_stage1_reports_per_task_macro_f1_and_their_mean(stage1):
     for key in ("eval_ocnli", "eval_ocemotion", "eval_tnews", "eval_avg", "eval_loss"):
         assert key in metrics
     assert metrics["eval_avg"] == pytest.approx(np.mean([metrics[f"eval_{t}"] for t in TASKS]))
+
+
+def test_training_writes_its_curves_png_from_the_log_history(stage1):
+    tmp, _ = stage1
+    png = (tmp / "stage1" / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000  # two panels with lines, not an empty figure
+
+
+PROFILES = sorted((REPO_ROOT / "code" / "assets" / "profiles").glob("*.json"))
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_profile_files_parse_and_command_line_flags_override_them(profile):
+    values = {k: v for k, v in json.loads(profile.read_text()).items() if not k.startswith("_")}
+    model_args, data_args, _, training_args = train.parse_args([str(profile), "--learning_rate", "0.5"])
+    parsed = {**vars(model_args), **vars(data_args), **vars(training_args)}
+    for key, value in values.items():
+        if key != "learning_rate":
+            assert parsed[key] == value, key
+    assert training_args.learning_rate == 0.5  # the flag after the file wins
+
+
+def test_baseline_stage1_profile_is_train_py_defaults_the_2020_recipe():
+    values = json.loads((REPO_ROOT / "code" / "assets" / "profiles" / "baseline_stage1.json").read_text())
+    _, data_args, _, training_args = train.parse_args([])
+    for key, value in values.items():
+        if not key.startswith("_"):
+            assert getattr(data_args, key, getattr(training_args, key, None)) == value, key
+
+
+def test_preprocess_reads_the_data_arguments_of_a_training_profile(tmp_path, small_data_dir):
+    import preprocess
+
+    preprocess.main([str(REPO_ROOT / "code" / "assets" / "profiles" / "demo_stage1.json"), "--tasks", "ocnli",
+                     "--data_dir", str(small_data_dir), "--data_save_dir", str(tmp_path), "--cleaned_dir", str(tmp_path)])
+    assert json.loads((tmp_path / "ocnli_processed" / "fingerprint.json").read_text())["max_seq_length"] == 128
 
 
 def test_prediction_files_hold_every_test_id_in_order_with_valid_labels(stage1, small_data_dir):
@@ -129,10 +165,11 @@ def test_checkpoints_hold_ema_weights_and_training_weights(stage1):
 def test_help_documents_every_flag():
     out = subprocess.run([sys.executable, str(REPO_ROOT / "code" / "train.py"), "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for cls in (ModelArguments, DataTrainingArguments):
+    for cls in (ModelArguments, DataTrainingArguments, PredictionArguments):
         for f in dataclasses.fields(cls):
             assert f"--{f.name}" in out and f.metadata.get("help"), f.name
-    for flag in ("--do_train", "--bf16", "--gradient_accumulation_steps", "--resume_from_checkpoint", "--debug"):
+    for flag in ("--do_train", "--bf16", "--gradient_accumulation_steps", "--resume_from_checkpoint", "--debug",
+                 "--ema_decay", "--ema_start_step"):
         assert flag in out
 
 
@@ -247,7 +284,7 @@ def test_resume_rule_true_overwrite_and_no_checkpoint(tmp_path):
     assert train.checkpoint_to_resume(args()) == str(tmp_path / "checkpoint-40")
     assert train.checkpoint_to_resume(args(overwrite_output_dir=True)) is None
     assert train.checkpoint_to_resume(args(resume_from_checkpoint="true")) is True  # the Trainer's "last one"
-    _, _, parsed = train.parse_args(["--resume_from_checkpoint", "True", "--output_dir", str(tmp_path)])
+    parsed = train.parse_args(["--resume_from_checkpoint", "True", "--output_dir", str(tmp_path)])[-1]
     assert parsed.resume_from_checkpoint is True
 
 

@@ -1,7 +1,10 @@
-"""Command-line arguments: ModelArguments and DataTrainingArguments, beside transformers' TrainingArguments."""
+"""Command-line arguments: the data (preprocess.py and train.py), the model, what --do_predict writes, and
+transformers' TrainingArguments with the 2020 defaults and EMA."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -28,10 +31,16 @@ class DataTrainingArguments:
     test_b: bool = field(default=False, metadata={"help": "Predict the round-2 test B files instead of the round-1 test A files."})
     debug: bool = field(default=False, metadata={"help": "Use only the first 1000 rows of every file."})
     skip_bad_rows: bool = field(default=False, metadata={"help": "Drop malformed rows (reported by file and line) instead of stopping."})
+    use_pseudo: Optional[str] = field(default=None, metadata={"help": "Directory of {TASK}_pseudo.csv files to add to the train split."})
+
+
+@dataclass
+class PredictionArguments:
+    """What train.py's --do_predict writes (preprocess.py does not read these)."""
+
+    prediction_dir: str = field(default="prediction_result", metadata={"help": "Where {task}_predict.json and submit.zip are written by --do_predict."})
     pseudo: bool = field(default=True, metadata={"help": "After prediction, write confident test predictions as pseudo-labelled train rows."})
     pseudo_threshold: float = field(default=0.99, metadata={"help": "Minimum top-class probability for a pseudo-label."})
-    prediction_dir: str = field(default="prediction_result", metadata={"help": "Where {task}_predict.json and submit.zip are written by --do_predict."})
-    use_pseudo: Optional[str] = field(default=None, metadata={"help": "Directory of {TASK}_pseudo.csv files to add to the train split."})
 
 
 @dataclass
@@ -43,8 +52,6 @@ class ModelArguments:
     tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer, if not the model's own (default: the model's, else --tokenizer_dir)."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are stored."})
     freeze: bool = field(default=False, metadata={"help": "Freeze the encoder and train only the task heads (stage 2)."})
-    ema_decay: float = field(default=0.999, metadata={"help": "Decay of the exponential moving average of the weights used for evaluation and saving; 0 turns EMA off."})
-    ema_start_step: int = field(default=0, metadata={"help": "Until this optimizer step the EMA just copies the weights."})
 
 
 @dataclass
@@ -70,6 +77,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep at most this many checkpoints (the best is always kept)."})
     # One head per step: under DDP the other heads get no gradient, which DDP must be told to expect.
     ddp_find_unused_parameters: Optional[bool] = field(default=True, metadata={"help": "DDP's find_unused_parameters; must stay true (each step uses one task head)."})
+    ema_decay: float = field(default=0.999, metadata={"help": "Decay of the exponential moving average of the weights used for evaluation and saving; 0 turns EMA off."})
+    ema_start_step: int = field(default=0, metadata={"help": "Until this optimizer step the EMA just copies the weights."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train from scratch even when output_dir holds checkpoints (by default training resumes from the last one, as run_glue.py)."})
 
     def __post_init__(self):
@@ -85,3 +94,33 @@ class MultiTaskTrainingArguments(TrainingArguments):
             # HF's `Trainer.train(resume_from_checkpoint=True)` means the last checkpoint in output_dir
             self.resume_from_checkpoint = True if self.resume_from_checkpoint.lower() == "true" else None
         super().__post_init__()
+
+
+def json_to_flags(path: str, known: Optional[set[str]] = None) -> list[str]:
+    """A JSON file of arguments as command-line flags, so that flags after it override it (as nanoGPT's config
+    files): `train.py profile.json --max_steps 6`. `known`: keep only these keys (preprocess.py reads the data
+    arguments of a training profile and leaves the rest)."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path}: not a readable JSON file of arguments ({err})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: must hold one JSON object of argument names and values")
+    flags: list[str] = []
+    for key, value in values.items():
+        if key.startswith("_") or (known is not None and key not in known):  # "_comment" keys are notes
+            continue
+        if value is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        flags += [f"--{key}", *(json.dumps(v) if isinstance(v, bool) else str(v) for v in items)]
+    return flags
+
+
+def expand_json_argument_file(argv: list[str], known: Optional[set[str]] = None) -> list[str]:
+    """`[file.json, *overrides]` -> the file's flags followed by the overrides; other argument lists unchanged."""
+    if argv and argv[0].endswith(".json"):
+        from .paths import resolve
+
+        return json_to_flags(str(resolve(argv[0])), known) + argv[1:]
+    return argv

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -11,6 +10,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
+from .args import DataTrainingArguments
 from .labels import stratified_split
 from .task_files import TaskFiles, read_with_args
 from .tasks import Task
@@ -18,7 +18,7 @@ from .tasks import Task
 logger = logging.getLogger(__name__)
 
 
-def task_split_texts(task: Task, args: Any) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
+def task_split_texts(task: Task, args: DataTrainingArguments) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
     """The cleaned texts and labels of the same train/validation split the caches use (same function, seed, ratio)."""
     table = read_with_args(task, TaskFiles.of(task, args.data_dir, None).train, True, args)
     columns = {c: table.columns[c] for c in task.text_columns}
@@ -48,7 +48,7 @@ def tfidf_lr_f1(train: dict[str, list[str]], train_labels: list[str], val: dict[
     return float(f1_score(val_labels, classifier.predict(x_val), average="macro"))
 
 
-def classical_scores(tasks: list[Task], args: Any) -> dict[str, dict[str, float]]:
+def classical_scores(tasks: list[Task], args: DataTrainingArguments) -> dict[str, dict[str, float]]:
     """{'majority': {task: F1, ..., 'avg': mean}, 'tfidf_lr': {...}} on the validation split."""
     out: dict[str, dict[str, float]] = {"majority": {}, "tfidf_lr": {}}
     for task in tasks:

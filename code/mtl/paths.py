@@ -1,11 +1,14 @@
 """Where things live: the repository root, and how relative paths resolve when a CLI runs from `code/`."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 from .errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENIZER_DIR = "code/assets/tokenizer"  # the bundled bert-base-chinese vocab (= roberta-wwm-ext-large's)
@@ -53,12 +56,22 @@ def check_on_hub(repo_id: str, flag: str) -> None:
 
 
 def resolve(path: str | os.PathLike) -> Path:
-    """A relative path is taken from the working directory, unless its first component exists only at the
-    repository root: then from the root. So `user_data/x` means the same from the root and from `code/`."""
+    """A relative path means what it means in the working directory, with one exception: run from a directory
+    inside the repository (e.g. `code/`), a path whose first component exists only at the repository root is taken
+    from the root, and a log line says so. So `user_data/x` means the same from the root and from `code/`, and
+    from anywhere outside the repository a relative path is never redirected into it."""
     path = Path(path)
     if path.is_absolute():
         return path
     head = path.parts[0] if path.parts else "."
-    if not Path(head).exists() and (REPO_ROOT / head).exists():
+    cwd = Path.cwd().resolve()
+    if REPO_ROOT in cwd.parents and not Path(head).exists() and (REPO_ROOT / head).exists():
+        if path not in _REDIRECTED:
+            _REDIRECTED.add(path)
+            logger.info("%s: no %s in the working directory %s; using the repository's %s", path, head, cwd,
+                        REPO_ROOT / path)
         return REPO_ROOT / path
     return path
+
+
+_REDIRECTED: set[Path] = set()  # each redirection is logged once

@@ -53,9 +53,13 @@ class EpochDataLoader(DataLoader):
 
 
 class MultiTaskTrainer(Trainer):
-    def __init__(self, *args: Any, ema_decay: float = 0.0, ema_start_step: int = 0, **kwargs: Any):
+    def __init__(self, *args: Any, ema_decay: Optional[float] = None, ema_start_step: Optional[int] = None,
+                 **kwargs: Any):
+        """`ema_decay` / `ema_start_step` default to the arguments' own (MultiTaskTrainingArguments), else no EMA."""
         super().__init__(*args, **kwargs)
         self.ema: Optional[WeightEMA] = None
+        ema_decay = getattr(self.args, "ema_decay", 0.0) if ema_decay is None else ema_decay
+        ema_start_step = getattr(self.args, "ema_start_step", 0) if ema_start_step is None else ema_start_step
         if ema_decay > 0:
             self.ema = WeightEMA(self.model, ema_decay, ema_start_step)
             self.add_callback(EMACallback(self.ema))
