@@ -83,9 +83,6 @@ CASES = [
     Case("max_seq_length beyond the model's positions", "train.py",
          lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--max_seq_length", "1000", *train_outputs(o)],
          "--max_seq_length 1000 exceeds the model's 512 position embeddings; use --max_seq_length 512 or less"),
-    Case("--debug with --do_predict", "train.py",
-         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--do_predict", "--debug", *train_outputs(o)],
-         "--debug reads only the first 1000 rows of each file, so --do_predict would write a partial submission"),
     Case("predict.py input file that does not exist", "predict.py",
          lambda d, o: ["--model_name_or_path", str(TINY_CONFIG.parent), "--tasks", "tnews",
                        "--input_file", str(d / "nothing.tsv"), "--output_file", str(o / "out.jsonl")],
@@ -135,3 +132,14 @@ def test_skip_bad_rows_drops_a_repeated_test_id_and_reports_it(small_data_dir, t
     assert "tnews_test_B.csv: 1499 rows kept, 0 lines repaired, 1 rows dropped" in proc.stderr
     predict = torch.load(tmp_path / "tnews_processed" / "predict.pt", weights_only=True)
     assert len(predict["ids"]) == 1499 and len(set(predict["ids"])) == 1499
+
+
+def test_debug_predictions_are_never_named_a_submission(tmp_path):
+    """--debug reads the first 1000 rows of each file: its predictions go into a zip named as partial, loudly."""
+    proc = cli("train.py", "--config_name", str(TINY_CONFIG), "--do_train", "--do_predict", "--debug",
+               "--max_steps", "2", "--max_seq_length", "32", "--disable_tqdm", "true", *train_outputs(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pred = tmp_path / "pred"
+    assert not (pred / "submit.zip").exists() and (pred / "submit_PARTIAL_debug.zip").exists()
+    assert "NOT a submission" in proc.stderr
+    assert len((pred / "tnews_predict.json").read_text().splitlines()) == 1000
