@@ -43,6 +43,9 @@ def run_args(tmp: Path, data_dir: Path, out: str) -> list[str]:
     return ["--config_name", str(TINY_CONFIG), "--do_train", "--do_eval", "--num_train_epochs", "2",
             "--save_total_limit", "3",
             "--learning_rate", "1e-3", "--ema_decay", "0.9", "--train_sampling_strategy", "group_by_length",
+            # the multi-task strategies must mean the same in N processes (the resume test compares runs with them)
+            "--task_sampling", "temperature", "--task_sampling_temperature", "2",
+            "--task_loss_weights", "ocemotion=1.5,tnews=1.5",
             *common(tmp, data_dir, out)]
 
 
@@ -63,6 +66,8 @@ def test_two_processes_are_one_run_with_half_the_steps(two_process_run):
     assert (one, two) == (51, 27)
     assert state["global_step"] == 2 * two  # two epochs
     assert [e["step"] for e in state["log_history"] if "eval_avg" in e] == [20, 40, 54]
+    # per-task losses are reduced over both processes at each log
+    assert all({"loss_ocnli", "loss_ocemotion", "loss_tnews"} <= set(e) for e in state["log_history"] if "loss" in e)
 
 
 def test_sharded_evaluation_and_prediction_equal_one_process_of_the_same_model(two_process_run, small_data_dir):

@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 
 from .errors import UsageError
 from .paths import DEFAULT_TOKENIZER_DIR
+from .task_mixing import STRATEGIES
 from .tasks import TASKS
 
 
@@ -79,6 +80,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: Optional[bool] = field(default=True, metadata={"help": "DDP's find_unused_parameters; must stay true (each step uses one task head)."})
     ema_decay: float = field(default=0.999, metadata={"help": "Decay of the exponential moving average of the weights used for evaluation and saving; 0 turns EMA off."})
     ema_start_step: int = field(default=0, metadata={"help": "Until this optimizer step the EMA just copies the weights."})
+    task_loss_weights: Optional[str] = field(default=None, metadata={"help": "Per-task loss weights, e.g. ocnli=1.0,ocemotion=1.5,tnews=1.5 (the 2020 baseline's); a task not named weighs 1."})
+    task_sampling: str = field(default="proportional", metadata={"help": "How an epoch mixes the tasks: proportional (every batch once, 2020), temperature (a task's share of the batches ∝ rows^(1/T)) or uniform; an epoch keeps its number of batches."})
+    task_sampling_temperature: float = field(default=2.0, metadata={"help": "T of --task_sampling temperature: 1 is proportional, larger moves toward uniform."})
+    task_sampling_cap: Optional[int] = field(default=None, metadata={"help": "With --task_sampling temperature: count at most this many rows of a task in its share."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train from scratch even when output_dir holds checkpoints (by default training resumes from the last one, as run_glue.py)."})
 
     def __post_init__(self):
@@ -90,6 +95,10 @@ class MultiTaskTrainingArguments(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} {getattr(self, name)}: must be at least 1")
+        if self.task_sampling not in STRATEGIES:
+            raise UsageError(f"--task_sampling {self.task_sampling}: use one of {', '.join(STRATEGIES)}")
+        if not self.task_sampling_temperature > 0 or (self.task_sampling_cap is not None and self.task_sampling_cap < 1):
+            raise UsageError("--task_sampling_temperature must be > 0 and --task_sampling_cap at least 1")
         if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in ("true", "false"):
             # HF's `Trainer.train(resume_from_checkpoint=True)` means the last checkpoint in output_dir
             self.resume_from_checkpoint = True if self.resume_from_checkpoint.lower() == "true" else None

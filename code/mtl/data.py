@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from .errors import UsageError
 from .labels import IGNORE_LABEL
+from .task_mixing import Mixing, proportional_mixing
 
 
 class SingleTaskDataset(Dataset):
@@ -68,13 +69,6 @@ class MultiTaskDataset(Dataset):
         return self.datasets[self.task_names[t]][i - self.starts[t]]
 
 
-def proportional_mixing(task_batches: list[list[list[int]]], generator: torch.Generator) -> list[list[int]]:
-    """All tasks' batches in one seeded random order: each task appears in proportion to its batch count
-    (the 2020 behaviour). Another strategy (round-robin, temperature sampling) is a function of this shape."""
-    batches = [b for per_task in task_batches for b in per_task]
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
 def _length_grouped(indices: list[int], lengths: torch.Tensor, mega: int) -> list[int]:
     """Within consecutive chunks of `mega` random indices, order by length (longest first)."""
     out: list[int] = []
@@ -104,7 +98,7 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def __init__(self, sizes: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, lengths: Optional[Sequence[torch.Tensor]] = None,
                  mega_batch_factor: int = 50,
-                 mixing: Callable[[list[list[list[int]]], torch.Generator], list[list[int]]] = proportional_mixing,
+                 mixing: Mixing = proportional_mixing,
                  num_replicas: int = 1, rank: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")

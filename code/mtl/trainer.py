@@ -27,6 +27,7 @@ from .ema import EMACallback, WeightEMA
 from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .metrics import format_scores, split_by_task, task_scores
+from .task_mixing import mixing_for, proportional_mixing
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class MultiTaskTrainer(Trainer):
         if self.compute_metrics is None:
             self.compute_metrics = self._task_metrics
         self._metric_tasks: list[tuple[str, int, int]] = []
+        task_names = list(getattr(self.accelerator.unwrap_model(self.model).config, "task_names", []))
+        self.task_names = task_names
+        self.task_loss_weights = parse_task_loss_weights(getattr(self.args, "task_loss_weights", None), task_names)
+        # per-task training loss (unweighted cross-entropy) since the last log: sums and batch counts, on the device
+        self._task_loss_stats: Optional[torch.Tensor] = None
 
     # ---- data -------------------------------------------------------------------------------------------
     def _dataloader(self, dataset: MultiTaskDataset, batch_size: int, training: bool) -> DataLoader:
@@ -76,11 +82,16 @@ class MultiTaskTrainer(Trainer):
                 lengths = [d.lengths for d in dataset.datasets.values()]
             elif strategy != "random":
                 raise UsageError(f"train_sampling_strategy {strategy!r} is not supported; use random or group_by_length")
+        mixing = proportional_mixing
+        if training:
+            mixing = mixing_for(getattr(self.args, "task_sampling", "proportional"), dataset.sizes,
+                                getattr(self.args, "task_sampling_temperature", 1.0),
+                                getattr(self.args, "task_sampling_cap", None))
         # Every process builds the same sampler and takes its own shard: whole task batches, never passed through
         # accelerator.prepare (its BatchSamplerShard would shard again, and with even_batches repeat batches).
         sampler = MultiTaskBatchSampler(
             dataset.sizes, batch_size, shuffle=training, seed=self.args.data_seed or self.args.seed,
-            drop_last=training and self.args.dataloader_drop_last, lengths=lengths,
+            drop_last=training and self.args.dataloader_drop_last, lengths=lengths, mixing=mixing,
             num_replicas=self.args.world_size, rank=self.args.process_index)
         # The Trainer moves each batch to the device itself (_prepare_inputs).
         return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
@@ -100,6 +111,40 @@ class MultiTaskTrainer(Trainer):
 
     def get_test_dataloader(self, test_dataset: MultiTaskDataset) -> DataLoader:
         return self._dataloader(test_dataset, self.args.eval_batch_size, training=False)
+
+    # ---- the loss: task weights, per-task logging ----------------------------------------------------------
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Optional[torch.Tensor] = None):
+        """The model's cross-entropy, times the batch's task weight in training (the one place weights apply).
+
+        A batch holds one task, so the weight scales the whole micro-batch loss; under gradient accumulation and
+        DDP each micro-batch keeps its own task's weight, so a weight means the same with any number of
+        processes or accumulation steps. `task_id` is a Python int: picking the weight costs no device sync."""
+        task_id = inputs["task_id"]
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            if self._task_loss_stats is None:
+                self._task_loss_stats = torch.zeros(2, len(self.task_names), device=loss.device)
+            self._task_loss_stats[0, task_id] += loss.detach().float()
+            self._task_loss_stats[1, task_id] += 1
+            weight = self.task_loss_weights[task_id]
+            if weight != 1.0:
+                loss = loss * weight
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        """Training logs also get `loss_{task}`: each task's mean unweighted loss since the last log, over all
+        processes (every process logs at the same steps, so the reduction is collective)."""
+        if "loss" in logs and self._task_loss_stats is not None:
+            stats = self._task_loss_stats
+            if self.args.world_size > 1:
+                stats = self.accelerator.reduce(stats.clone(), reduction="sum")
+            sums, counts = stats.tolist()
+            for name, total, count in zip(self.task_names, sums, counts):
+                if count:
+                    logs[f"loss_{name}"] = round(total / count, 4)
+            self._task_loss_stats.zero_()
+        super().log(logs, start_time)
 
     # ---- EMA weights for evaluation, prediction and checkpoints -----------------------------------------
     @contextlib.contextmanager
@@ -218,3 +263,22 @@ class MultiTaskTrainer(Trainer):
             self.ema.check_same_on_all_ranks()
             self.ema.copy_to_model()
         return output
+
+
+def parse_task_loss_weights(spec: Optional[str], task_names: list[str]) -> list[float]:
+    """`ocnli=1.0,ocemotion=1.5,tnews=1.5` -> a weight per task in `task_names` order (a task not named: 1.0)."""
+    weights = dict.fromkeys(task_names, 1.0)
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        try:
+            weight = float(value) if sep else float("nan")
+        except ValueError:
+            weight = float("nan")
+        if name not in weights or not weight >= 0:
+            raise UsageError(f"--task_loss_weights {spec!r}: {item.strip()!r} must be TASK=WEIGHT with a weight >= 0 "
+                             f"and TASK one of {', '.join(task_names)}")
+        weights[name] = weight
+    return [weights[n] for n in task_names]
