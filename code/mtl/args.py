@@ -84,6 +84,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
     task_sampling: str = field(default="proportional", metadata={"help": "How an epoch mixes the tasks: proportional (every batch once, 2020), temperature (a task's share of the batches ∝ rows^(1/T)) or uniform; an epoch keeps its number of batches."})
     task_sampling_temperature: float = field(default=2.0, metadata={"help": "T of --task_sampling temperature: 1 is proportional, larger moves toward uniform."})
     task_sampling_cap: Optional[int] = field(default=None, metadata={"help": "With --task_sampling temperature: count at most this many rows of a task in its share."})
+    pcgrad: bool = field(default=False, metadata={"help": "PCGrad (Yu et al., 2020): each optimizer step takes one batch of every task and removes the conflicting components of the tasks' encoder gradients before summing them."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train from scratch even when output_dir holds checkpoints (by default training resumes from the last one, as run_glue.py)."})
 
     def __post_init__(self):

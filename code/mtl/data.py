@@ -137,15 +137,19 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def global_batches(self, epoch: int) -> list[list[int]]:
         """The training batches of one epoch before they are sliced across ranks (a pure function of seed and
         epoch, the same on every rank)."""
-        size = self.batch_size * self.num_replicas
         generator = torch.Generator().manual_seed(self.seed + epoch)
+        return self.mixing(self.task_batches(generator), generator)
+
+    def task_batches(self, generator: torch.Generator) -> list[list[list[int]]]:
+        """Each task's global batches for one epoch: a seeded permutation (length-grouped when asked), cut."""
+        size = self.batch_size * self.num_replicas
         task_batches = []
         for t, (start, n) in enumerate(zip(self.starts, self.sizes)):
             local = torch.randperm(n, generator=generator).tolist()
             if self.lengths is not None:
                 local = _length_grouped(local, self.lengths[t], size * self.mega_batch_factor)
             task_batches.append(self._cut([start + i for i in local], size, self.num_replicas))
-        return self.mixing(task_batches, generator)
+        return task_batches
 
     def _slice(self, batch: list[int]) -> list[int]:
         """This rank's contiguous share of a global batch (shares differ in size by at most one row)."""

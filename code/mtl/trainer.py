@@ -27,6 +27,7 @@ from .ema import EMACallback, WeightEMA
 from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .metrics import format_scores, split_by_task, task_scores
+from .pcgrad import TaskGroupBatchSampler, TaskGroupCollator, project_conflicting
 from .task_mixing import mixing_for, proportional_mixing
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ class MultiTaskTrainer(Trainer):
         self.task_loss_weights = parse_task_loss_weights(getattr(self.args, "task_loss_weights", None), task_names)
         # per-task training loss (unweighted cross-entropy) since the last log: sums and batch counts, on the device
         self._task_loss_stats: Optional[torch.Tensor] = None
+        self.pcgrad = bool(getattr(self.args, "pcgrad", False))
+        if self.pcgrad and self.args.gradient_accumulation_steps != 1:
+            raise UsageError("--pcgrad takes one batch of every task per optimizer step; use it with "
+                             "--gradient_accumulation_steps 1 (raise --per_device_train_batch_size instead)")
 
     # ---- data -------------------------------------------------------------------------------------------
     def _dataloader(self, dataset: MultiTaskDataset, batch_size: int, training: bool) -> DataLoader:
@@ -89,12 +94,14 @@ class MultiTaskTrainer(Trainer):
                                 getattr(self.args, "task_sampling_cap", None))
         # Every process builds the same sampler and takes its own shard: whole task batches, never passed through
         # accelerator.prepare (its BatchSamplerShard would shard again, and with even_batches repeat batches).
-        sampler = MultiTaskBatchSampler(
+        pcgrad = training and self.pcgrad
+        sampler = (TaskGroupBatchSampler if pcgrad else MultiTaskBatchSampler)(
             dataset.sizes, batch_size, shuffle=training, seed=self.args.data_seed or self.args.seed,
             drop_last=training and self.args.dataloader_drop_last, lengths=lengths, mixing=mixing,
             num_replicas=self.args.world_size, rank=self.args.process_index)
+        collate = TaskGroupCollator(self.data_collator) if pcgrad else self.data_collator
         # The Trainer moves each batch to the device itself (_prepare_inputs).
-        return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+        return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                           num_workers=self.args.dataloader_num_workers,
                           pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
 
@@ -131,6 +138,50 @@ class MultiTaskTrainer(Trainer):
             if weight != 1.0:
                 loss = loss * weight
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                      num_items_in_batch: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if not self.pcgrad:
+            return super().training_step(model, inputs, num_items_in_batch)
+        return self._pcgrad_step(model, inputs)
+
+    def _pcgrad_step(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """One PCGrad step: each task's loss (weighted as always) and its gradients, taken on the unwrapped module
+        (DDP's reducer would sum the tasks before the surgery); under DDP each task's encoder gradient and the
+        heads' are averaged over processes first, so every process projects the same vectors; the surgery; the
+        sum written into `.grad` for the Trainer's clipping and optimizer step. Returns the mean task loss."""
+        model.train()
+        module = self.accelerator.unwrap_model(model)
+        inputs = self._prepare_inputs(inputs)
+        shared = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("heads.")]
+        task_grads, losses = [], []
+        for batch in inputs["task_batches"]:
+            head = [p for p in module.heads[self.task_names[batch["task_id"]]].parameters() if p.requires_grad]
+            with self.compute_loss_context_manager():
+                loss = self.compute_loss(module, batch)
+            grads = torch.autograd.grad(loss, shared + head, allow_unused=True)
+            task_grads.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                         for g, p in zip(grads[:len(shared)], shared)]))
+            for p, g in zip(head, grads[len(shared):]):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
+            losses.append(loss.detach())
+        stacked = torch.stack(task_grads)
+        if self.args.world_size > 1:
+            stacked = self.accelerator.reduce(stacked, reduction="mean")
+            for p in module.heads.parameters():
+                if p.requires_grad:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+        generator = torch.Generator().manual_seed(self.args.seed + self.state.global_step)
+        combined = torch.stack(project_conflicting(list(stacked), generator)).sum(0)
+        offset = 0
+        for p in shared:
+            piece = combined[offset:offset + p.numel()].view_as(p).to(p.dtype)
+            p.grad = piece if p.grad is None else p.grad + piece
+            offset += p.numel()
+        return torch.stack(losses).mean()
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         """Training logs also get `loss_{task}`: each task's mean unweighted loss since the last log, over all
