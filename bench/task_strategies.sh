@@ -2,7 +2,8 @@
 # Multi-task strategies on the demo profile's stage 1: the same pretrained demo encoder fine-tuned with the demo
 # profile (code/assets/profiles/demo_stage1.json) under (a) proportional mixing and equal task weights (the demo
 # default), (b) the 2020 task loss weights ocnli=1.0,ocemotion=1.5,tnews=1.5, (c) temperature sampling T=2,
-# (d) uniform sampling, (e) PCGrad (one batch of each task per step). Validation macro-F1 per task at the end of stage 1 (EMA weights) and the wall time.
+# (d) uniform sampling, (e) PCGrad (one batch of each task per step), (f) PCGrad with the EMA decay 0.997 = 0.999^3
+# (a PCGrad step reads three batches: the same averaging horizon in rows). Validation macro-F1 per task at the end of stage 1 (EMA weights) and the wall time.
 # Usage: MODEL=user_data/demo_model bash bench/task_strategies.sh [OUT_DIR]   (a model run.sh's demo pretrained)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +15,8 @@ variants=("a_proportional|"
           "b_2020_weights|--task_loss_weights ocnli=1.0,ocemotion=1.5,tnews=1.5"
           "c_temperature_2|--task_sampling temperature --task_sampling_temperature 2"
           "d_uniform|--task_sampling uniform"
-          "e_pcgrad|--pcgrad true")
+          "e_pcgrad|--pcgrad true"
+          "f_pcgrad_ema_0.997|--pcgrad true --ema_decay 0.997")
 for v in "${variants[@]}"; do
   name=${v%%|*}; flags=${v#*|}
   [ -f "$OUT/$name/eval_results.json" ] && continue
