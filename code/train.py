@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     if metrics and trainer.is_world_process_zero():
         print(format_scores(metrics, task_names))  # the final scores table, on stdout for run.sh
+    # Every process reaches this point before any tears the process group down (rank 0 may still be writing files;
+    # a process leaving gloo while its peer is mid-collective aborts with "terminate called without an active exception").
+    trainer.accelerator.wait_for_everyone()
     trainer.end()  # ends trackers and, under torchrun, the process group
     return metrics
 

@@ -167,13 +167,15 @@ class MultiTaskTrainer(Trainer):
                     p.grad = g if p.grad is None else p.grad + g
             losses.append(loss.detach())
         stacked = torch.stack(task_grads)
-        if self.args.world_size > 1:
-            stacked = self.accelerator.reduce(stacked, reduction="mean")
-            for p in module.heads.parameters():
-                if p.requires_grad:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+        if self.args.world_size > 1:  # one all-reduce for the tasks' encoder gradients and every head's gradient
+            heads = [p for p in module.heads.parameters() if p.requires_grad]
+            flat = torch.cat([stacked.reshape(-1)] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                                       for p in heads])
+            flat = self.accelerator.reduce(flat, reduction="mean")
+            stacked, offset = flat[:stacked.numel()].view_as(stacked), stacked.numel()
+            for p in heads:
+                p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+                offset += p.numel()
         generator = torch.Generator().manual_seed(self.args.seed + self.state.global_step)
         combined = torch.stack(project_conflicting(list(stacked), generator)).sum(0)
         offset = 0
