@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -93,23 +94,39 @@ def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataT
         "predict": _split_features(task, predict, backend, label2id, keep_texts=True),
     }
     out_dir = cache_dir(task, args.data_save_dir)
-    for name, features in splits.items():
-        with atomic_path(out_dir / f"{name}.pt") as tmp:
-            torch.save(features, tmp)
+    digests = {f"{name}.pt": _save_split(out_dir / f"{name}.pt", features) for name, features in splits.items()}
     write_text_atomic(out_dir / "label2id.json", json.dumps(label2id, ensure_ascii=False, indent=1))
     # Written last: a cache whose fingerprint file exists is complete; the hashes of its files let a load detect
     # a file damaged since (truncated by a full disk, overwritten by hand).
-    record = {**fingerprint(task, files, tokenizer, args),
-              "outputs": {f"{name}.pt": _sha256(out_dir / f"{name}.pt") for name in SPLITS}}
+    record = {**fingerprint(task, files, tokenizer, args), "outputs": digests}
     write_text_atomic(out_dir / "fingerprint.json", json.dumps(record, indent=1))
     logger.info("%s: cache built in %.2fs (train %d, val %d, predict %d) -> %s", task.name,
                 time.perf_counter() - start, *(len(splits[s]["ids"]) for s in SPLITS), out_dir)
     return splits
 
 
-def load_split(path: Path) -> dict[str, Any]:
-    """Load one cached split; weights_only so a cache file cannot run code."""
-    return torch.load(path, weights_only=True)
+def _save_split(path: Path, features: dict[str, Any]) -> str:
+    """Write one split atomically; return the SHA-256 of the bytes written (hashed in memory, not read back)."""
+    buffer = io.BytesIO()
+    torch.save(features, buffer)
+    data = buffer.getvalue()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _load_verified(out_dir: Path, outputs: dict[str, str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each recorded split read once: hashed, and loaded from those bytes when the hash matches (weights_only, so
+    a cache file cannot run code). Returns the splits loaded and the names of those missing or damaged."""
+    splits, damaged = {}, []
+    for name, digest in outputs.items():
+        path = out_dir / name
+        data = path.read_bytes() if path.is_file() else None
+        if data is None or hashlib.sha256(data).hexdigest() != digest:
+            damaged.append(name)
+        else:
+            splits[Path(name).stem] = torch.load(io.BytesIO(data), weights_only=True)
+    return splits, damaged
 
 
 def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
@@ -123,11 +140,10 @@ def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, args: Dat
         if record != expected:
             logger.info("%s: cache %s is stale; rebuilding", task.name, out_dir)
         else:
-            damaged = [name for name, digest in (outputs or {}).items()
-                       if not (out_dir / name).is_file() or _sha256(out_dir / name) != digest]
+            splits, damaged = _load_verified(out_dir, outputs or {})
             if outputs and not damaged:
                 logger.info("%s: reusing cache %s", task.name, out_dir)
-                return {name: load_split(out_dir / f"{name}.pt") for name in SPLITS}
+                return splits
             logger.warning("%s: cache file(s) %s in %s are damaged or missing (their content no longer matches "
                            "fingerprint.json); rebuilding", task.name, ", ".join(damaged) or "?", out_dir)
     return build_task_cache(task, tokenizer, args)

@@ -172,17 +172,15 @@ class MultiTaskTrainer(Trainer):
             flat = torch.cat([stacked.reshape(-1)] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                                                        for p in heads])
             flat = self.accelerator.reduce(flat, reduction="mean")
-            stacked, offset = flat[:stacked.numel()].view_as(stacked), stacked.numel()
-            for p in heads:
-                p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
-                offset += p.numel()
+            pieces = flat.split([stacked.numel()] + [p.numel() for p in heads])
+            stacked = pieces[0].view_as(stacked)
+            for p, piece in zip(heads, pieces[1:]):
+                p.grad = piece.view_as(p).clone()
         generator = torch.Generator().manual_seed(self.args.seed + self.state.global_step)
         combined = torch.stack(project_conflicting(list(stacked), generator)).sum(0)
-        offset = 0
-        for p in shared:
-            piece = combined[offset:offset + p.numel()].view_as(p).to(p.dtype)
+        for p, piece in zip(shared, combined.split([p.numel() for p in shared])):
+            piece = piece.view_as(p).to(p.dtype)
             p.grad = piece if p.grad is None else p.grad + piece
-            offset += p.numel()
         return torch.stack(losses).mean()
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
