@@ -21,13 +21,13 @@ from mtl.io import read_tsv
 from mtl.model import load_model
 from mtl.paths import DEFAULT_TOKENIZER_DIR
 from mtl.predictor import Predictor
-from mtl.tasks import ROUND2_DIR, TASKS
+from mtl.tasks import TASKS
 from mtl.tokenizer import load_tokenizer
 
 
 def texts_of(task: str, rows: int | None) -> list:
     t = TASKS[task]
-    table_, _ = read_tsv(REPO_ROOT / "tcdata" / ROUND2_DIR / t.test_b_file, t.columns(False), max_rows=rows)
+    table_, _ = read_tsv(t.test_path("b", REPO_ROOT / "tcdata"), t.columns(False), max_rows=rows)
     columns = [table_.columns[c] for c in t.text_columns]
     return columns[0] if len(columns) == 1 else list(zip(*columns))
 

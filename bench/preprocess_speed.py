@@ -21,7 +21,7 @@ from mtl.cache import build_task_cache
 from mtl.cleaning import clean_texts
 from mtl.encoding import encode
 from mtl.io import read_tsv
-from mtl.tasks import ROUND1_DIR, ROUND2_DIR, get_tasks
+from mtl.tasks import get_tasks
 from mtl.tokenizer import load_tokenizer
 
 DATA = REPO_ROOT / "tcdata"
@@ -29,8 +29,8 @@ TASKS = get_tasks(None)
 
 
 def files(task):
-    return [(DATA / ROUND1_DIR / task.train_file, True), (DATA / ROUND1_DIR / task.test_a_file, False),
-            (DATA / ROUND2_DIR / task.test_b_file, False)]
+    return [(task.train_path(DATA), True), (task.test_path("a", DATA), False),
+            (task.test_path("b", DATA), False)]
 
 
 # ---- the 2020 algorithm ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from mtl.pretraining import (
     file_texts,
     task_texts,
 )
-from mtl.tasks import TASKS, get_tasks
+from mtl.tasks import DEFAULT_TASKS, get_tasks
 from mtl.tokenizer import load_tokenizer, tokenizer_source
 
 logger = logging.getLogger("pretrain")
@@ -38,7 +38,7 @@ class PretrainArguments:
     config_overrides: Optional[str] = field(default=None, metadata={"help": "Override config sizes when training from scratch, e.g. 'hidden_size=128,num_hidden_layers=4'."})
     tokenizer_dir: str = field(default=DEFAULT_TOKENIZER_DIR, metadata={"help": "Tokenizer, when the model has none of its own."})
     data_dir: str = field(default="tcdata", metadata={"help": "Competition data root; its task texts (train + test, labels unused) are the corpus."})
-    tasks: str = field(default=",".join(TASKS), metadata={"help": "Tasks whose texts form the corpus."})
+    tasks: str = field(default=",".join(DEFAULT_TASKS), metadata={"help": "Tasks (names or spec files) whose texts form the corpus."})
     train_files: Optional[str] = field(default=None, metadata={"help": "Comma-separated plain-text files (a text per line) to use instead of the task texts."})
     max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized text; longer ones are truncated."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens to mask (whole jieba words)."})

@@ -1,4 +1,4 @@
-"""Multi-task fine-tuning on OCNLI, OCEMOTION and TNEWS: `python code/train.py --help`.
+"""Multi-task fine-tuning (by default on OCNLI, OCEMOTION and TNEWS; any task given by a spec file): `python code/train.py --help`.
 
 Reads like HF's run_glue.py: arguments, data, model, Trainer, then train / evaluate / predict.
 """
@@ -19,16 +19,15 @@ from mtl.args import (
     PredictionArguments,
     expand_json_argument_file,
 )
-from mtl.cache import load_or_build_task
+from mtl.cache import load_or_build_task, read_label2id
 from mtl.curves import plot_curves
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.errors import UsageError, run_cli
-from mtl.labels import label2id_for
 from mtl.metrics import format_scores
 from mtl.model import load_model, max_positions
 from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
-from mtl.tasks import get_tasks
+from mtl.tasks import Task, get_tasks
 from mtl.tokenizer import load_tokenizer, tokenizer_source
 from mtl.trainer import MultiTaskTrainer
 
@@ -65,6 +64,14 @@ def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments
                          f"embeddings; use --max_seq_length {positions} or less")
 
 
+def task_metric(task: Task, label2id: dict[str, int]) -> tuple[str, int | None]:
+    """The spec's metric as the trainer takes it: (name, class id of the positive label or None)."""
+    pos = task.metric.pos_label
+    if pos is not None and pos not in label2id:
+        raise UsageError(f"{task.name}: the metric's pos_label {pos!r} is not one of the task's labels {sorted(label2id)}")
+    return task.metric.name, None if pos is None else label2id[pos]
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, prediction_args, training_args = parse_args(argv)
     # Under torchrun every process runs this script; only the main one logs progress (the others warn).
@@ -88,12 +95,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # is shared between nodes, once per node with --save_on_each_node (storage local to each node).
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="task caches"):
         cached = {t.name: load_or_build_task(t, tokenizer, data_args) for t in tasks}
-    id2label = {t.name: {i: label for label, i in label2id_for(t).items()} for t in tasks}
+    label2id = {t.name: read_label2id(t, data_args.data_save_dir) for t in tasks}  # the spec's labels, or train's
+    id2label = {t.name: {i: label for label, i in label2id[t.name].items()} for t in tasks}
 
     # ---- model ----
     model = load_model(model_args.model_name_or_path, model_args.config_name, [t.name for t in tasks],
-                       [t.num_labels for t in tasks], [id2label[t.name] for t in tasks], model_args.cache_dir,
-                       task_label_names=[{label: t.label_name(label) for label in t.labels} for t in tasks],
+                       [len(label2id[t.name]) for t in tasks], [id2label[t.name] for t in tasks], model_args.cache_dir,
+                       drop_other_heads=model_args.drop_other_heads,
+                       task_label_names=[{label: t.label_name(label) for label in label2id[t.name]} for t in tasks],
                        task_text_columns=[list(t.text_columns) for t in tasks], task_cleaners=[t.cleaner for t in tasks])
     if training_args.do_train:  # predict.py truncates new texts as training did
         model.config.max_seq_length = data_args.max_seq_length
@@ -114,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_dataset=dataset("val") if training_args.do_eval or training_args.eval_strategy != "no" else None,
         data_collator=MultiTaskCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
+        task_metrics={t.name: task_metric(t, label2id[t.name]) for t in tasks},
     )
     task_names = [t.name for t in tasks]
     metrics: dict[str, float] = {}
@@ -134,12 +144,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
 
-    if training_args.do_predict:
-        predict_set = dataset("predict")
+    predicted = [t for t in tasks if len(cached[t.name]["predict"]["ids"])]
+    if training_args.do_predict and not predicted:
+        logger.warning("--do_predict: no task names a test file in its spec; nothing to predict")
+    elif training_args.do_predict:
+        skipped = [t.name for t in tasks if t not in predicted]
+        if skipped:
+            logger.info("--do_predict: task(s) %s name no test file in their spec; not predicted", skipped)
+        predict_set = MultiTaskDataset({t.name: SingleTaskDataset(cached[t.name]["predict"],
+                                                                  model.config.task_names.index(t.name))
+                                        for t in predicted})
         predictions = trainer.predict_tasks(predict_set)  # every process takes part
         if trainer.is_world_process_zero():  # one process writes
             out_dir = resolve(prediction_args.prediction_dir)
-            files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in tasks]
+            files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in predicted]
             # --debug predicts the first 1000 rows of each test file: never let that pass for a submission
             zip_name = "submit_PARTIAL_debug.zip" if data_args.debug else "submit.zip"
             if data_args.debug:
@@ -149,12 +167,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
             if prediction_args.pseudo:
                 pseudo_dir = Path(training_args.output_dir) / "pseudo"
-                for t in tasks:
+                for t in predicted:
                     write_pseudo_labels(t, predictions[t.name], predict_set.datasets[t.name], id2label[t.name],
                                         prediction_args.pseudo_threshold, pseudo_dir)
 
     if metrics and trainer.is_world_process_zero():
-        print(format_scores(metrics, task_names))  # the final scores table, on stdout for run.sh
+        print(format_scores(metrics, task_names, title=trainer.score_title()))  # the final table, on stdout for run.sh
     # Every process reaches this point before any tears the process group down (rank 0 may still be writing files;
     # a process leaving gloo while its peer is mid-collective aborts with "terminate called without an active exception").
     trainer.accelerator.wait_for_everyone()

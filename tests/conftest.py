@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from helpers import DATA_DIR, TOKENIZER_DIR
-from mtl.tasks import ROUND1_DIR, ROUND2_DIR, TASKS
+from mtl.tasks import TASKS
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +21,12 @@ def small_data_dir(tmp_path_factory) -> Path:
     """The real competition layout with the first 300 rows of each train file and the full test files."""
     root = tmp_path_factory.mktemp("tcdata")
     for task in TASKS.values():
-        for sub, name, rows in ((ROUND1_DIR, task.train_file, 300), (ROUND1_DIR, task.test_a_file, None),
-                                (ROUND2_DIR, task.test_b_file, None)):
-            data = (DATA_DIR / sub / name).read_bytes()
+        for source, rows in ((task.train_path(DATA_DIR), 300), (task.test_path("a", DATA_DIR), None),
+                             (task.test_path("b", DATA_DIR), None)):
+            data = source.read_bytes()
             if rows is not None:
                 data = b"".join(data.splitlines(keepends=True)[:rows])
-            (root / sub).mkdir(exist_ok=True)
-            (root / sub / name).write_bytes(data)
+            target = root / source.relative_to(DATA_DIR)
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(data)
     return root

@@ -13,7 +13,7 @@ def test_peers_score_the_cached_validation_split(tmp_path, small_data_dir, token
     args = data_args(tmp_path, small_data_dir)
     cached = load_or_build_task(task, tokenizer, args)
     train, y_train, val, y_val = task_split_texts(task, args)
-    id2label = {i: label for label, i in label2id_for(task).items()}
+    id2label = {i: label for label, i in label2id_for(task.labels).items()}
     assert y_val == [id2label[int(i)] for i in cached["val"]["labels"]]
     assert len(y_train) == len(cached["train"]["ids"])
     assert all("😆" not in t for t in train["text"])  # cleaned like the caches

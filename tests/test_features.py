@@ -11,7 +11,7 @@ from mtl.cache import cache_dir, load_or_build_task
 from mtl.encoding import encode
 from mtl.io import read_tsv
 from mtl.labels import label2id_for, stratified_split
-from mtl.tasks import ROUND1_DIR, TASKS
+from mtl.tasks import TASKS
 from mtl.tokenizer import load_tokenizer
 
 GOLDEN_IDS = [101, 671, 3299, 819, 6656, 753, 3299, 819, 5507, 2137, 3300, 671, 702, 3299, 819, 3300, 119, 102,
@@ -36,15 +36,15 @@ def test_truncation_keeps_the_final_sep(tokenizer):
 
 
 def test_label2id_sorted_as_the_baseline():
-    assert label2id_for(TASKS["ocnli"]) == {"0": 0, "1": 1, "2": 2}
-    assert list(label2id_for(TASKS["ocemotion"])) == sorted(TASKS["ocemotion"].labels)
-    assert len(label2id_for(TASKS["tnews"])) == 15
+    assert label2id_for(TASKS["ocnli"].labels) == {"0": 0, "1": 1, "2": 2}
+    assert list(label2id_for(TASKS["ocemotion"].labels)) == sorted(TASKS["ocemotion"].labels)
+    assert len(label2id_for(TASKS["tnews"].labels)) == 15
 
 
 def test_stratified_split_has_every_class_in_validation():
     for name, rare in (("ocemotion", "fear"), ("tnews", "114")):
         task = TASKS[name]
-        table, _ = read_tsv(DATA_DIR / ROUND1_DIR / task.train_file, task.columns(True), task.text_columns)
+        table, _ = read_tsv(task.train_path(DATA_DIR), task.columns(True), task.text_columns)
         labels = table.columns["label"]
         train, val = stratified_split(labels, 0.1, 2020)
         assert sorted(train + val) == list(range(len(labels)))
@@ -104,7 +104,7 @@ def test_cache_contents_ids_in_file_order_and_compact(tmp_path, small_data_dir):
     fp = json.loads((out / "fingerprint.json").read_text())
     assert {"files", "tokenizer", "max_seq_length", "train_val_split_ratio", "split_seed", "cache_version"} <= set(fp)
     # the cleaned TSVs are written in both round layouts
-    assert (tmp_path / "cleaned" / "cleaned_nlp_round2_data" / task.train_file).exists()
-    assert (tmp_path / "cleaned" / "cleaned_nlp_round2_data" / task.test_b_file).exists()
+    assert (tmp_path / "cleaned" / "cleaned_nlp_round2_data" / task.train_path(DATA_DIR).name).exists()
+    assert (tmp_path / "cleaned" / "cleaned_nlp_round2_data" / task.test_path("b", DATA_DIR).name).exists()
     # a .pt cache cannot run code: it loads with weights_only=True
     torch.load(out / "predict.pt", weights_only=True)

@@ -15,10 +15,9 @@ EXPECTED_ROWS = {
 
 def read(task_name: str, split: str, **kwargs):
     task = TASKS[task_name]
-    sub, name = {"train": (ROUND1_DIR, task.train_file), "a": (ROUND1_DIR, task.test_a_file),
-                 "b": (ROUND2_DIR, task.test_b_file)}[split]
+    path = task.train_path(DATA_DIR) if split == "train" else task.test_path(split, DATA_DIR)
     with_label = split == "train"
-    return read_tsv(DATA_DIR / sub / name, task.columns(with_label), task.text_columns,
+    return read_tsv(path, task.columns(with_label), task.text_columns,
                     task.labels if with_label else None, **kwargs)
 
 

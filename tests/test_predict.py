@@ -16,7 +16,7 @@ import train
 from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.io import DataFormatError, read_tsv
 from mtl.predictor import Predictor
-from mtl.tasks import ROUND1_DIR, TASKS
+from mtl.tasks import TASKS
 
 PREDICT = [sys.executable, str(REPO_ROOT / "code" / "predict.py")]
 
@@ -51,7 +51,7 @@ def test_new_texts_are_encoded_exactly_as_training_cached_them(trained, small_da
     model_dir, _ = trained
     predictor = Predictor.from_pretrained(str(model_dir))
     for task in TASKS.values():
-        table, _ = read_tsv(small_data_dir / ROUND1_DIR / task.test_a_file, task.columns(False))
+        table, _ = read_tsv(task.test_path("a", small_data_dir), task.columns(False))
         features = predictor.encode(task.name, list(zip(*(table.columns[c] for c in task.text_columns))))
         cache = torch.load(model_dir.parent / "cache_model" / f"{task.name}_processed" / "predict.pt", weights_only=True)
         for key in ("input_ids", "token_type_ids", "offsets"):
@@ -63,7 +63,7 @@ def test_cli_on_a_test_file_matches_train_py_predictions_with_ids_and_names(trai
     model_dir, pred_dir = trained
     out = tmp_path / "tnews.jsonl"
     result = run_cli("--model_name_or_path", str(model_dir), "--tasks", "tnews", "--input_file",
-                     str(small_data_dir / ROUND1_DIR / TASKS["tnews"].test_a_file), "--output_file", str(out))
+                     str(TASKS["tnews"].test_path("a", small_data_dir)), "--output_file", str(out))
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert b"(tianchi format): 1500 rows read, 1500 predicted, 0 skipped" in result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -19,7 +19,7 @@ from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.args import DataTrainingArguments, ModelArguments, PredictionArguments
 from mtl.io import read_tsv
 from mtl.outputs import write_pseudo_labels
-from mtl.tasks import ROUND1_DIR, ROUND2_DIR, TASKS
+from mtl.tasks import ROUND2_DIR, TASKS
 from mtl.trainer import TaskPrediction
 
 
@@ -80,7 +80,7 @@ def test_prediction_files_hold_every_test_id_in_order_with_valid_labels(stage1, 
     tmp, _ = stage1
     pred_dir = tmp / "pred_stage1"
     for task in TASKS.values():
-        test, _ = read_tsv(small_data_dir / ROUND1_DIR / task.test_a_file, task.columns(False))
+        test, _ = read_tsv(task.test_path("a", small_data_dir), task.columns(False))
         rows = [json.loads(line) for line in (pred_dir / f"{task.name}_predict.json").read_text().splitlines()]
         assert [r["id"] for r in rows] == test.columns["id"]
         assert all(set(r) == {"id", "label"} and r["label"] in task.labels for r in rows)
@@ -95,7 +95,7 @@ def test_pseudo_files_are_train_rows_of_each_task(stage1, small_data_dir):
         path = tmp / "stage1" / "pseudo" / f"{task.file_prefix}_pseudo.csv"
         table, report = read_tsv(path, task.columns(True), task.text_columns, task.labels)  # strict: raises if bad
         assert len(table) == 1500 and not report.dropped  # threshold 0 keeps every test row
-        test, _ = read_tsv(small_data_dir / ROUND1_DIR / task.test_a_file, task.columns(False))
+        test, _ = read_tsv(task.test_path("a", small_data_dir), task.columns(False))
         assert table.columns["id"] == test.columns["id"]
 
 

@@ -13,15 +13,15 @@ from transformers import TrainingArguments
 from .errors import UsageError
 from .paths import DEFAULT_TOKENIZER_DIR
 from .task_mixing import STRATEGIES
-from .tasks import TASKS
+from .tasks import DEFAULT_TASKS
 
 
 @dataclass
 class DataTrainingArguments:
     """Where the data is, how it is cleaned, tokenized, split and cached."""
 
-    tasks: str = field(default=",".join(TASKS), metadata={"help": "Comma-separated tasks to run, from: " + ", ".join(TASKS)})
-    data_dir: str = field(default="tcdata", metadata={"help": "Competition data root holding nlp_round1_data/ and nlp_round2_data/."})
+    tasks: str = field(default=",".join(DEFAULT_TASKS), metadata={"help": "Comma-separated tasks: names of bundled specs (code/assets/tasks/), task spec files (.json) and folders of them, mixed (README: 'Your own tasks')."})
+    data_dir: str = field(default="tcdata", metadata={"help": "Competition data root holding nlp_round1_data/ and nlp_round2_data/ (where spec paths starting with {data_dir}/ are read)."})
     cleaned_dir: str = field(default="user_data", metadata={"help": "Where cleaned_nlp_round{1,2}_data/ are written."})
     data_save_dir: str = field(default="user_data", metadata={"help": "Where the per-task caches {task}_processed/ are written."})
     tokenizer_dir: str = field(default=DEFAULT_TOKENIZER_DIR, metadata={"help": "Tokenizer used for the caches (a directory with vocab.txt or tokenizer.json). train.py uses the model's tokenizer when it has one."})
@@ -29,7 +29,9 @@ class DataTrainingArguments:
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the caches even when their fingerprint matches."})
     train_val_split_ratio: float = field(default=0.1, metadata={"help": "Fraction of each train file held out for validation (stratified by label)."})
     split_seed: int = field(default=2020, metadata={"help": "Seed of the train/validation split."})
-    test_b: bool = field(default=False, metadata={"help": "Predict the round-2 test B files instead of the round-1 test A files."})
+    test_b: bool = field(default=False, metadata={"help": "Predict the round-2 test B files instead of the round-1 test A files (= --predict_test b)."})
+    predict_test: Optional[str] = field(default=None, metadata={"help": "Which named test file of each task's spec --do_predict labels (default: the spec's first; a task with no test file is not predicted)."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Train on at most this many rows of each task (a seeded random subset of its train split)."})
     debug: bool = field(default=False, metadata={"help": "Use only the first 1000 rows of every file."})
     skip_bad_rows: bool = field(default=False, metadata={"help": "Drop malformed rows (reported by file and line) instead of stopping."})
     use_pseudo: Optional[str] = field(default=None, metadata={"help": "Directory of {TASK}_pseudo.csv files to add to the train split."})
@@ -53,6 +55,7 @@ class ModelArguments:
     tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer, if not the model's own (default: the model's, else --tokenizer_dir)."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are stored."})
     freeze: bool = field(default=False, metadata={"help": "Freeze the encoder and train only the task heads (stage 2)."})
+    drop_other_heads: bool = field(default=False, metadata={"help": "Loading a multi-task checkpoint, drop its heads for tasks not in --tasks (by default they are kept, and saved with the model)."})
 
 
 @dataclass

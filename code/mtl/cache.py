@@ -7,24 +7,26 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
 from .args import DataTrainingArguments
 from .encoding import encode_with, truncating_backend
+from .errors import UsageError
 from .io import Table, atomic_path, write_text_atomic, write_tsv
-from .labels import IGNORE_LABEL, label2id_for, stratified_split
+from .labels import IGNORE_LABEL, label2id_for
 from .paths import resolve
-from .task_files import TaskFiles, read_with_args
-from .tasks import ROUND1_DIR, ROUND2_DIR, Task
+from .task_files import TaskFiles, pseudo_task, read_with_args, train_validation_tables
+from .tasks import Task
 from .tokenizer import tokenizer_hash
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when the layout of the .pt files or the preprocessing changes (2: output hashes)
+CACHE_VERSION = 3  # bump when the layout of the .pt files or the preprocessing changes (2: output hashes, 3: task specs)
 SPLITS = ("train", "val", "predict")
 
 
@@ -37,16 +39,32 @@ def fingerprint(task: Task, files: TaskFiles, tokenizer: PreTrainedTokenizerBase
     return {
         "cache_version": CACHE_VERSION,
         "task": task.name,
-        "cleaner": task.cleaner,
-        "files": {name: _sha256(p) for name, p in vars(files).items() if p is not None},
+        "spec": task.signature(),
+        "files": {name: _sha256(p) for name, p in files.named().items()},
         "tokenizer": tokenizer_hash(tokenizer),
         "max_seq_length": args.max_seq_length,
         "train_val_split_ratio": args.train_val_split_ratio,
         "split_seed": args.split_seed,
-        "test_b": args.test_b,
+        "max_train_samples": args.max_train_samples,
+        "predict_test": predict_test_name(task, args),
         "debug": args.debug,
         "skip_bad_rows": args.skip_bad_rows,
     }
+
+
+def predict_test_name(task: Task, args: DataTrainingArguments) -> Optional[str]:
+    """Which of the task's named test files its predict split holds: --predict_test, 'b' with --test_b, else the
+    spec's first (for the competition's tasks: test A). None: the task names no test file."""
+    wanted = args.predict_test or ("b" if args.test_b else None)
+    names = [name for name, _ in task.tests]
+    if wanted is None:
+        return names[0] if names else None
+    if wanted not in names:
+        if not names:
+            return None
+        raise UsageError(f"{task.name}: no test file named {wanted!r} in its spec (it has {names}); "
+                         "use --predict_test with one of them")
+    return wanted
 
 
 def cache_dir(task: Task, data_save_dir: str) -> Path:
@@ -65,32 +83,63 @@ def _split_features(task: Task, table: Table, backend: Tokenizer, label2id: dict
     return features
 
 
+def _write_cleaned_copies(task: Task, files: TaskFiles, train: Table, tests: dict[str, Table],
+                          args: DataTrainingArguments) -> None:
+    """The 2020 layout's cleaned copies of a competition-format task: cleaned_<folder>/<file> for every file under
+    --data_dir, the train file also beside each test file (round 2 received it, as the baseline did)."""
+    if task.format.type != "tianchi_tsv":
+        return
+    root, cleaned = resolve(args.data_dir), resolve(args.cleaned_dir)
+
+    def target(path: Path) -> Optional[Path]:
+        try:
+            rel = path.relative_to(root)
+        except ValueError:  # not under --data_dir: no place in the layout
+            return None
+        return cleaned / f"cleaned_{rel.parts[0]}" / Path(*rel.parts[1:]) if len(rel.parts) > 1 else None
+
+    train_target = target(files.train)
+    if train_target is None:
+        return
+    train_targets = {train_target}
+    for name, table in tests.items():
+        test_target = target(files.tests[name])
+        if test_target is not None:
+            write_tsv(test_target, table, task.columns(False))
+            train_targets.add(test_target.parent / files.train.name)
+    for path in sorted(train_targets):
+        write_tsv(path, train, task.columns(True))
+
+
+def _subsample(table: Table, limit: Optional[int], seed: int) -> Table:
+    """--max_train_samples: a seeded random subset (in file order), as run_glue's option but not the file's head,
+    which in a file sorted by class would be one class."""
+    if limit is None or len(table) <= limit:
+        return table
+    keep = np.sort(np.random.default_rng(seed).choice(len(table), size=limit, replace=False))
+    return table.select(keep.tolist())
+
+
 def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
     """Read, clean, write the cleaned TSVs, tokenize, split and save one task's caches; return the splits."""
     start = time.perf_counter()
     files = TaskFiles.of(task, args.data_dir, args.use_pseudo)
-    cleaned = resolve(args.cleaned_dir)
-    train = read_with_args(task, files.train, True, args)
-    tests = {name: read_with_args(task, path, False, args)
-             for name, path in (("a", files.test_a), ("b", files.test_b))}
-    # Cleaned copies in the competition layout; round 2 also receives the train file, as the baseline did.
-    for round_dir, test_name, test_file in ((ROUND1_DIR, "a", task.test_a_file), (ROUND2_DIR, "b", task.test_b_file)):
-        out = cleaned / f"cleaned_{round_dir}"
-        write_tsv(out / task.train_file, train, task.columns(True))
-        write_tsv(out / test_file, tests[test_name], task.columns(False))
+    train_file, train_rows, val_rows, labels = train_validation_tables(task, files, args)
+    tests = {name: read_with_args(task, path, False, args) for name, path in files.tests.items()}
+    _write_cleaned_copies(task, files, train_file, tests, args)
 
-    label2id = label2id_for(task)
-    train_idx, val_idx = stratified_split(train.columns["label"], args.train_val_split_ratio, args.split_seed)
-    train_rows = train.select(train_idx)
+    label2id = label2id_for(labels)
+    train_rows = _subsample(train_rows, args.max_train_samples, args.split_seed)
     if files.pseudo is not None:  # pseudo-labelled test rows join the train split only, never validation
-        pseudo = read_with_args(task, files.pseudo, True, args)
+        pseudo = read_with_args(pseudo_task(task), files.pseudo, True, args, labels)
         logger.info("%s: %d pseudo-labelled rows added to train", task.name, len(pseudo))
         train_rows.extend(pseudo)
-    predict = tests["b" if args.test_b else "a"]
+    test_name = predict_test_name(task, args)
+    predict = tests[test_name] if test_name else Table({c: [] for c in task.columns(False)}, [])
     backend = truncating_backend(tokenizer, args.max_seq_length)
     splits = {
         "train": _split_features(task, train_rows, backend, label2id),
-        "val": _split_features(task, train.select(val_idx), backend, label2id),
+        "val": _split_features(task, val_rows, backend, label2id),
         "predict": _split_features(task, predict, backend, label2id, keep_texts=True),
     }
     out_dir = cache_dir(task, args.data_save_dir)

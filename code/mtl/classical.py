@@ -11,8 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from .args import DataTrainingArguments
-from .labels import stratified_split
-from .task_files import TaskFiles, read_with_args
+from .task_files import TaskFiles, train_validation_tables
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -20,12 +19,9 @@ logger = logging.getLogger(__name__)
 
 def task_split_texts(task: Task, args: DataTrainingArguments) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
     """The cleaned texts and labels of the same train/validation split the caches use (same function, seed, ratio)."""
-    table = read_with_args(task, TaskFiles.of(task, args.data_dir, None).train, True, args)
-    columns = {c: table.columns[c] for c in task.text_columns}
-    labels = table.columns["label"]
-    train, val = stratified_split(labels, args.train_val_split_ratio, args.split_seed)
-    pick = lambda idx: {c: [v[i] for i in idx] for c, v in columns.items()}  # noqa: E731
-    return pick(train), [labels[i] for i in train], pick(val), [labels[i] for i in val]
+    _, train, val, _ = train_validation_tables(task, TaskFiles.of(task, args.data_dir, None), args)
+    texts = lambda table: {c: table.columns[c] for c in task.text_columns}  # noqa: E731
+    return texts(train), train.columns["label"], texts(val), val.columns["label"]
 
 
 def majority_f1(train_labels: list[str], val_labels: list[str]) -> float:

@@ -31,6 +31,7 @@ class DataFormatError(UsageError):
 class DroppedRow:
     line: int
     reason: str
+    kind: str = "bad row"  # what the summary counts it as
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ReadReport:
     path: str
     rows: int = 0  # rows kept
     repaired_lines: int = 0  # continuation lines joined to the row before them
+    repaired_fields: int = 0  # texts with U+FEFF, tabs or line breaks removed (csv / tsv / jsonl formats)
     blank_lines: int = 0  # empty physical lines (not rows)
     dropped: list[DroppedRow] = field(default_factory=list)
 
@@ -48,6 +50,13 @@ class ReadReport:
             f"{self.path}: {self.rows} rows kept, {self.repaired_lines} lines repaired, "
             f"{len(self.dropped)} rows dropped"
         )
+        if self.dropped:
+            kinds: dict[str, int] = {}
+            for row in self.dropped:
+                kinds[row.kind] = kinds.get(row.kind, 0) + 1
+            text += " (" + ", ".join(f"{n} {kind}" for kind, n in kinds.items()) + ")"
+        if self.repaired_fields:
+            text += f", {self.repaired_fields} texts repaired (U+FEFF, tab or line break removed)"
         if self.blank_lines:
             text += f", {self.blank_lines} blank lines skipped"
         return text

@@ -2,24 +2,23 @@
 from __future__ import annotations
 
 import logging
+from typing import Iterable
 
 import numpy as np
 from sklearn.model_selection import train_test_split
-
-from .tasks import Task
 
 logger = logging.getLogger(__name__)
 
 IGNORE_LABEL = -100  # label of prediction rows (no gold label); ignored by cross-entropy
 
 
-def label2id_for(task: Task) -> dict[str, int]:
+def label2id_for(labels: Iterable[str]) -> dict[str, int]:
     """Sorted label strings -> 0..n-1, as the 2020 baseline (OCNLI {"0": 0, "1": 1, "2": 2}).
 
-    Built from the registry's label set rather than the labels seen in train, so a debug subset that misses
+    Given the spec's label set where it has one rather than the labels seen in train, so a debug subset that misses
     a rare class still gets the same ids as a full run.
     """
-    return {label: i for i, label in enumerate(sorted(task.labels))}
+    return {label: i for i, label in enumerate(sorted(labels))}
 
 
 def stratified_split(labels: list[str], ratio: float, seed: int) -> tuple[list[int], list[int]]:

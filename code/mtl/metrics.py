@@ -1,10 +1,20 @@
-"""Per-task macro-F1 and their mean (the competition score), and the table the CLIs print."""
+"""Per-task scores (each task's chosen metric, plus accuracy and macro-F1), their mean, and the table the CLIs print."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
-from sklearn.metrics import f1_score
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+# name -> fn(gold ids, predicted ids, positive class id); the names a task spec's "metric" may give (mtl.tasks.METRICS)
+SCORERS: dict[str, Callable[[np.ndarray, np.ndarray, Optional[int]], float]] = {
+    "macro_f1": lambda y, p, _: f1_score(y, p, average="macro"),
+    "accuracy": lambda y, p, _: accuracy_score(y, p),
+    "f1": lambda y, p, pos: f1_score(y, p, average="binary", pos_label=pos),
+    "weighted_f1": lambda y, p, _: f1_score(y, p, average="weighted"),
+    "matthews": lambda y, p, _: matthews_corrcoef(y, p),
+}
+ALWAYS_REPORTED = ("accuracy", "macro_f1")
 
 
 def split_by_task(array: np.ndarray, tasks: Sequence[tuple[str, int, int]]) -> dict[str, np.ndarray]:
@@ -23,20 +33,30 @@ def split_by_task(array: np.ndarray, tasks: Sequence[tuple[str, int, int]]) -> d
     return out
 
 
-def task_scores(logits: np.ndarray, labels: np.ndarray, tasks: Sequence[tuple[str, int, int]]) -> dict[str, float]:
-    """Macro-F1 per task (sklearn) and `avg`, their unweighted mean: the competition's score."""
+def task_scores(logits: np.ndarray, labels: np.ndarray, tasks: Sequence[tuple[str, int, int]],
+                metrics: Optional[dict[str, tuple[str, Optional[int]]]] = None) -> dict[str, float]:
+    """Per task: `<task>`, its chosen metric (`metrics[task]` = (name, positive class id), default macro-F1), and
+    `<task>_<metric>` for the other metrics reported (accuracy, macro-F1); `avg`: the unweighted mean of the chosen
+    metrics (for the competition's tasks, the competition's score)."""
     per_logits, per_labels = split_by_task(logits, tasks), split_by_task(labels, tasks)
-    scores = {name: float(f1_score(per_labels[name], per_logits[name].argmax(-1), average="macro"))
-              for name, _, _ in tasks}
-    scores["avg"] = float(np.mean(list(scores.values())))
+    scores, chosen = {}, []
+    for name, _, _ in tasks:
+        metric, pos = (metrics or {}).get(name, ("macro_f1", None))
+        gold, predicted = per_labels[name], per_logits[name].argmax(-1)
+        scores[name] = float(SCORERS[metric](gold, predicted, pos))
+        chosen.append(scores[name])
+        for other in ALWAYS_REPORTED:
+            if other != metric:
+                scores[f"{name}_{other}"] = float(SCORERS[other](gold, predicted, None))
+    scores["avg"] = float(np.mean(chosen))
     return scores
 
 
-def format_scores(metrics: dict[str, float], task_names: Sequence[str], prefix: str = "eval") -> str:
-    """A small Markdown table of the per-task scores, their average and the loss."""
+def format_scores(metrics: dict[str, float], task_names: Sequence[str], prefix: str = "eval", title: str = "macro-F1") -> str:
+    """A small Markdown table of the per-task scores (each its chosen metric), their average and the loss."""
     names = [*task_names, "avg", "loss"]
     present = [n for n in names if f"{prefix}_{n}" in metrics]
-    header = "| " + " | ".join(["macro-F1", *present]) + " |"
+    header = "| " + " | ".join([title, *present]) + " |"
     rule = "|" + "---|" * (len(present) + 1)
     row = "| " + " | ".join([prefix, *(f"{metrics[f'{prefix}_{n}']:.4f}" for n in present)]) + " |"
     return "\n".join([header, rule, row])

@@ -7,6 +7,7 @@ Auto class refuses the directory instead of building a BERT with a fresh random 
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
@@ -15,6 +16,8 @@ from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 
 class Attention(nn.Module):
@@ -157,10 +160,12 @@ def max_positions(model_name_or_path: Optional[str], config_name: Optional[str],
 
 def load_model(model_name_or_path: Optional[str], config_name: Optional[str], task_names: list[str],
                task_num_labels: list[int], task_id2label: list[dict[int, str]],
-               cache_dir: Optional[str] = None, **task_metadata) -> BertMultiTaskModel:
+               cache_dir: Optional[str] = None, drop_other_heads: bool = False, **task_metadata) -> BertMultiTaskModel:
     """The three ways to get a model, as in the HF examples.
 
-    - a saved multi-task checkpoint (its config names tasks): everything restored;
+    - a saved multi-task checkpoint (its config names tasks): encoder and heads restored; a task it has no head for
+      gets a new one (initialised at random, logged); its heads for tasks not asked for are kept (and saved again)
+      unless `drop_other_heads`;
     - any BERT-architecture checkpoint (e.g. hfl/chinese-roberta-wwm-ext-large): encoder loaded, heads new;
     - `config_name` with no weights: random initialisation from the config.
     A local directory is read from disk only; a hub id is fetched only when it is not a local path.
@@ -173,10 +178,8 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
             raise UsageError(f"{model_name_or_path}: model_type {model_type!r}; a BERT-architecture encoder is required")
         config = BertConfig.from_dict({k: v for k, v in config_dict.items() if k != "model_type"})
         if getattr(config, "task_names", None):
-            config = as_multitask_config(config)
-            missing = [t for t in task_names if t not in config.task_names]
-            if missing:
-                raise UsageError(f"{model_name_or_path} has no head for task(s) {missing}; it has {config.task_names}")
+            config = _with_tasks(as_multitask_config(config), model_name_or_path, task_names, task_num_labels,
+                                 task_id2label, drop_other_heads, task_metadata)
         else:
             config = add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata)
         return BertMultiTaskModel.from_pretrained(model_name_or_path, config=config, cache_dir=cache_dir)
@@ -184,6 +187,47 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
         config = BertConfig.from_pretrained(config_name, cache_dir=cache_dir)
         return BertMultiTaskModel(add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata))
     raise UsageError("give --model_name_or_path (weights) or --config_name (random initialisation)")
+
+
+_TASK_LISTS = ("task_names", "task_num_labels", "task_id2label", "task_label_names", "task_text_columns", "task_cleaners")
+
+
+def _with_tasks(config: BertMultiTaskConfig, source: str, task_names: list[str], task_num_labels: list[int],
+                task_id2label: list[dict[int, str]], drop_other_heads: bool, metadata: dict) -> BertMultiTaskConfig:
+    """A checkpoint's config with the heads this run needs: the ones it has (checked to have the same classes), new
+    ones for tasks it lacks, and, unless `drop_other_heads`, the others it has."""
+    n = len(config.task_names)
+    lists = {name: list(getattr(config, name, None) or [None] * n) for name in _TASK_LISTS}
+    for task, classes, id2label in zip(task_names, task_num_labels, task_id2label):
+        if task in config.task_names:
+            i = config.task_names.index(task)
+            old = {str(k): v for k, v in (lists["task_id2label"][i] or {}).items()}
+            new = {str(k): v for k, v in id2label.items()}
+            if lists["task_num_labels"][i] != classes or (old and new and old != new):
+                raise UsageError(f"{source}: its {task!r} head has the classes {old or lists['task_num_labels'][i]}, "
+                                 f"the task's data has {new or classes}; give the task another name for a new head")
+    new_tasks = [t for t in task_names if t not in config.task_names]
+    for j, task in enumerate(task_names):
+        if task in new_tasks:
+            lists["task_names"].append(task)
+            lists["task_num_labels"].append(int(task_num_labels[j]))
+            lists["task_id2label"].append({str(k): v for k, v in task_id2label[j].items()})
+            for key in _TASK_LISTS[3:]:
+                values = metadata.get(key)
+                lists[key].append(values[j] if values else None)
+    if new_tasks:
+        logger.info("%s has no head for task(s) %s: new head(s) initialised at random; encoder and its heads %s "
+                    "kept", source, new_tasks, config.task_names)
+    if drop_other_heads:
+        keep = [lists["task_names"].index(t) for t in task_names]
+        dropped = [t for t in lists["task_names"] if t not in task_names]
+        lists = {key: [values[i] for i in keep] for key, values in lists.items()}
+        if dropped:
+            logger.info("dropping the head(s) %s of %s (--drop_other_heads)", dropped, source)
+    for key, values in lists.items():
+        setattr(config, key, values if key in ("task_names", "task_num_labels") or any(v is not None for v in values)
+                else None)
+    return config
 
 
 # save_pretrained copies this file beside the weights and writes the auto_map that trust_remote_code follows.

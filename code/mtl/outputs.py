@@ -9,6 +9,7 @@ from pathlib import Path
 from .data import SingleTaskDataset
 from .errors import UsageError
 from .io import Table, atomic_path, write_text_atomic, write_tsv
+from .task_files import pseudo_file_name
 from .tasks import Task
 from .trainer import TaskPrediction
 
@@ -35,7 +36,8 @@ def write_submission_zip(files: list[Path], zip_path: Path) -> Path:
 
 def write_pseudo_labels(task: Task, prediction: TaskPrediction, dataset: SingleTaskDataset,
                         id2label: dict[int, str], threshold: float, out_dir: Path) -> tuple[Path, int]:
-    """Test rows whose top probability is >= threshold, as `{TASK}_pseudo.csv` in the task's train layout."""
+    """Test rows whose top probability is >= threshold, as train rows: `{TASK}_pseudo.csv` in the competition's
+    layout for its tasks, `{TASK}_pseudo.jsonl` (id, text columns, label) for others (mtl.task_files reads them)."""
     if dataset.texts is None:
         raise UsageError(f"{task.name}: the prediction cache holds no texts; rebuild it with --overwrite_cache")
     keep = [i for i, p in enumerate(prediction.probabilities.max(-1)) if p >= threshold]
@@ -43,8 +45,12 @@ def write_pseudo_labels(task: Task, prediction: TaskPrediction, dataset: SingleT
     for c in task.text_columns:
         columns[c] = [dataset.texts[c][i] for i in keep]
     columns["label"] = [id2label[int(prediction.label_ids[i])] for i in keep]
-    path = Path(out_dir) / f"{task.file_prefix}_pseudo.csv"
-    write_tsv(path, Table(columns, keep), task.columns(True))
+    path = Path(out_dir) / pseudo_file_name(task)
+    if path.suffix == ".csv":
+        write_tsv(path, Table(columns, keep), task.columns(True))
+    else:
+        rows = (json.dumps(dict(zip(columns, values)), ensure_ascii=False) for values in zip(*columns.values()))
+        write_text_atomic(path, "".join(row + "\n" for row in rows))
     logger.info("%s: %d of %d test rows pseudo-labelled (p >= %s) -> %s", task.name, len(keep),
                 len(prediction.ids), threshold, path)
     return path, len(keep)

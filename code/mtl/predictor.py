@@ -17,7 +17,7 @@ from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .model import BertMultiTaskModel, load_model
 from .paths import DEFAULT_TOKENIZER_DIR, model_path
-from .tasks import TASKS
+from .tasks import REGISTRY
 from .tokenizer import load_tokenizer, tokenizer_source
 
 
@@ -36,7 +36,7 @@ class Prediction(LabelScore):
 def _fill_from_registry(config) -> None:
     """Checkpoints saved before the config recorded text columns, cleaners and label names: take them from the
     task registry for the tasks it knows (a single `text` column, no cleaner, raw labels for the others)."""
-    known = [TASKS.get(name) for name in config.task_names]
+    known = [REGISTRY.get(name) for name in config.task_names]
     if not config.task_text_columns:
         config.task_text_columns = [list(t.text_columns) if t else ["text"] for t in known]
     if not config.task_cleaners:

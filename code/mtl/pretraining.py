@@ -19,8 +19,8 @@ import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
 from .encoding import truncating_backend
-from .task_files import read_clean
-from .tasks import ROUND1_DIR, ROUND2_DIR, Task
+from .task_files import TaskFiles, read_clean
+from .tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,11 @@ def task_texts(tasks: Iterable[Task], data_dir: Path) -> list[str]:
     OCNLI premises and hypotheses are separate lines."""
     texts: dict[str, None] = {}
     for task in tasks:
-        for sub, name, with_label in ((ROUND1_DIR, task.train_file, True), (ROUND1_DIR, task.test_a_file, False),
-                                      (ROUND2_DIR, task.test_b_file, False)):
-            table = read_clean(task, data_dir / sub / name, with_label)
+        files = TaskFiles.of(task, str(data_dir), None)
+        for path, with_label in ((files.train, True), (files.validation, True), *((p, False) for p in files.tests.values())):
+            if path is None:
+                continue
+            table = read_clean(task, path, with_label)
             for column in task.text_columns:
                 texts.update(dict.fromkeys(table.columns[column]))
     return list(texts)

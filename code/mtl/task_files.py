@@ -1,17 +1,20 @@
-"""A task's raw files in the competition layout, each read, validated and cleaned."""
+"""A task's raw files as its spec names them, each read, validated and cleaned; the train/validation tables."""
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Collection, Optional
 
 from .args import DataTrainingArguments
 from .cleaning import clean_texts
 from .errors import UsageError
-from .io import DataFormatError, Table, read_tsv
+from .io import DataFormatError, Table
+from .labels import stratified_split
 from .paths import resolve
-from .tasks import ROUND1_DIR, ROUND2_DIR, Task
+from .readers import read_task_file
+from .tasks import FileFormat, Task
 
 logger = logging.getLogger(__name__)
 
@@ -21,48 +24,91 @@ class TaskFiles:
     """The raw files a task's cache is built from."""
 
     train: Path
-    test_a: Path
-    test_b: Path
+    validation: Optional[Path] = None
+    tests: dict[str, Path] = field(default_factory=dict)
     pseudo: Optional[Path] = None
 
     @classmethod
     def of(cls, task: Task, data_dir: str, use_pseudo: Optional[str]) -> "TaskFiles":
-        """The task's files under `data_dir`; a missing one stops here, named, with the layout expected."""
-        root = resolve(data_dir)
-        files = cls(root / ROUND1_DIR / task.train_file, root / ROUND1_DIR / task.test_a_file,
-                    root / ROUND2_DIR / task.test_b_file)
-        for path in (files.train, files.test_a, files.test_b):
-            if not path.is_file():
-                raise UsageError(f"{path}: no such file; --data_dir ({data_dir}) must hold the competition's layout: "
-                                 f"{ROUND1_DIR}/{task.train_file}, {ROUND1_DIR}/{task.test_a_file} and "
-                                 f"{ROUND2_DIR}/{task.test_b_file}")
+        """The task's files; a missing one stops here, named, with where the spec says it should be."""
+        files = cls(task.train_path(data_dir), task.path(task.validation, data_dir) if task.validation else None,
+                    {name: task.path(p, data_dir) for name, p in task.tests})
+        for path in (files.train, files.validation, *files.tests.values()):
+            if path is not None and not path.is_file():
+                raise UsageError(f"{path}: no such file; {where_files_come_from(task, data_dir)}")
         if use_pseudo:
-            files.pseudo = resolve(use_pseudo) / f"{task.file_prefix}_pseudo.csv"
+            files.pseudo = resolve(use_pseudo) / pseudo_file_name(task)
             if not files.pseudo.is_file():
                 raise UsageError(f"{files.pseudo}: no such file; --use_pseudo must name the pseudo/ directory "
-                                 f"of a --do_predict run, which holds {task.file_prefix}_pseudo.csv")
+                                 f"of a --do_predict run, which holds {pseudo_file_name(task)}")
         return files
+
+    def named(self) -> dict[str, Path]:
+        """Every file by a stable name (train, validation, test_<name>, pseudo), for fingerprints."""
+        out = {"train": self.train, "validation": self.validation, "pseudo": self.pseudo}
+        out.update({f"test_{name}": path for name, path in self.tests.items()})
+        return {name: path for name, path in out.items() if path is not None}
+
+
+def where_files_come_from(task: Task, data_dir: str) -> str:
+    paths = [task.train, *(p for _, p in task.tests)]
+    if all(p.startswith("{data_dir}/") for p in paths):
+        layout = ", ".join(p.removeprefix("{data_dir}/") for p in paths)
+        return f"--data_dir ({data_dir}) must hold the {task.name} files: {layout}"
+    return f"the task spec's 'files' name it (relative paths are read from {task.spec_dir})"
+
+
+def pseudo_file_name(task: Task) -> str:
+    """The competition's tasks keep their TSV train layout; others get JSON lines (any id, any text)."""
+    return f"{task.file_prefix}_pseudo.{'csv' if task.format.type == 'tianchi_tsv' else 'jsonl'}"
+
+
+def pseudo_task(task: Task) -> Task:
+    """How a pseudo-label file of `task` is read back: id, the text columns and label, in the layout written."""
+    if task.format.type == "tianchi_tsv":
+        return task
+    return dataclasses.replace(task, format=FileFormat("jsonl"), id_column="id", label_column="label",
+                               drop_duplicates=False)
 
 
 def read_clean(task: Task, path: Path, with_label: bool, skip_bad_rows: bool = False,
-               max_rows: Optional[int] = None) -> Table:
-    """One of the task's files, validated (labels too when `with_label`; unique ids in a test file, whose ids
-    key the submission), summary logged, texts cleaned. A file with no usable row is an error."""
-    table, report = read_tsv(path, task.columns(with_label), text_columns=task.text_columns,
-                             labels=task.labels if with_label else None, skip_bad_rows=skip_bad_rows,
-                             max_rows=max_rows, unique_ids=not with_label)
+               max_rows: Optional[int] = None, labels: Optional[Collection[str]] = None) -> Table:
+    """One of the task's files, validated (labels against `labels`, default the spec's; unique ids in a test file,
+    whose ids key the submission), summary logged, texts cleaned. A file with no usable row is an error."""
+    table, report = read_task_file(task, path, with_label, labels if labels is not None else task.labels,
+                                   skip_bad_rows, max_rows, unique_ids=not with_label)
     logger.info(report.summary())
     if not len(table):
         dropped = f" ({len(report.dropped)} dropped as bad)" if report.dropped else ""
-        raise DataFormatError(f"{path}: no rows{dropped}; the file must hold rows of "
-                              f"{'<TAB>'.join(task.columns(with_label))}")
+        layout = ("<TAB>".join(task.columns(with_label)) if task.format.type == "tianchi_tsv"
+                  else f"the columns {[c for c in (task.id_column, *task.text_columns) if c]}")
+        raise DataFormatError(f"{path}: no rows{dropped}; the file must hold rows of {layout}")
     for column in task.text_columns:
         table.columns[column] = clean_texts(task.cleaner, table.columns[column])
     return table
 
 
-def read_with_args(task: Task, path: Path, with_label: bool, args: DataTrainingArguments) -> Table:
+def read_with_args(task: Task, path: Path, with_label: bool, args: DataTrainingArguments,
+                   labels: Optional[Collection[str]] = None) -> Table:
     """`read_clean` as DataTrainingArguments ask (--skip_bad_rows; --debug: the first 1000 rows)."""
-    return read_clean(task, path, with_label, args.skip_bad_rows, 1000 if args.debug else None)
+    return read_clean(task, path, with_label, args.skip_bad_rows, 1000 if args.debug else None, labels)
 
 
+def task_labels(task: Task, train: Table) -> tuple[str, ...]:
+    """The spec's labels, else the sorted set seen in train."""
+    return task.labels if task.labels is not None else tuple(sorted(set(train.columns["label"])))
+
+
+def train_validation_tables(task: Task, files: TaskFiles, args: DataTrainingArguments
+                            ) -> tuple[Table, Table, Table, tuple[str, ...]]:
+    """The train file's rows, the rows to train on and to validate on, and the label set: validation is the spec's
+    validation file, else a seeded stratified split of train (--train_val_split_ratio, --split_seed)."""
+    train = read_with_args(task, files.train, True, args)
+    labels = task_labels(task, train)
+    if len(labels) < 2:
+        raise DataFormatError(f"{files.train}: every row has the label {labels[0]!r}; a classification task needs "
+                              "two or more")
+    if files.validation is not None:
+        return train, train, read_with_args(task, files.validation, True, args, labels), labels
+    train_idx, val_idx = stratified_split(train.columns["label"], args.train_val_split_ratio, args.split_seed)
+    return train, train.select(train_idx), train.select(val_idx), labels

@@ -56,9 +56,11 @@ class EpochDataLoader(DataLoader):
 
 class MultiTaskTrainer(Trainer):
     def __init__(self, *args: Any, ema_decay: Optional[float] = None, ema_start_step: Optional[int] = None,
-                 **kwargs: Any):
-        """`ema_decay` / `ema_start_step` default to the arguments' own (MultiTaskTrainingArguments), else no EMA."""
+                 task_metrics: Optional[dict[str, tuple[str, Optional[int]]]] = None, **kwargs: Any):
+        """`ema_decay` / `ema_start_step` default to the arguments' own (MultiTaskTrainingArguments), else no EMA.
+        `task_metrics`: task -> (metric name, positive class id) that eval_<task> reports (default macro-F1)."""
         super().__init__(*args, **kwargs)
+        self.task_metrics = dict(task_metrics or {})
         self.ema: Optional[WeightEMA] = None
         ema_decay = getattr(self.args, "ema_decay", 0.0) if ema_decay is None else ema_decay
         ema_start_step = getattr(self.args, "ema_start_step", 0) if ema_start_step is None else ema_start_step
@@ -209,7 +211,12 @@ class MultiTaskTrainer(Trainer):
         return [(name, len(ds), classes[name]) for name, ds in dataset.datasets.items()]
 
     def _task_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        return task_scores(prediction.predictions, prediction.label_ids, self._metric_tasks)
+        return task_scores(prediction.predictions, prediction.label_ids, self._metric_tasks, self.task_metrics)
+
+    def score_title(self) -> str:
+        """The header of the scores table: what eval_<task> is."""
+        names = {metric for metric, _ in self.task_metrics.values()} or {"macro_f1"}
+        return "macro-F1" if names == {"macro_f1"} else "score"
 
     def evaluation_loop(self, dataloader: DataLoader, description: str, prediction_loss_only: Optional[bool] = None,
                         ignore_keys: Optional[list[str]] = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:
@@ -263,12 +270,13 @@ class MultiTaskTrainer(Trainer):
 
     def evaluate(self, eval_dataset: Optional[MultiTaskDataset] = None, ignore_keys: Optional[list[str]] = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Macro-F1 per task (`eval_<task>`), their mean (`eval_avg`) and `eval_loss`, on the EMA weights."""
+        """Each task's metric (`eval_<task>`, with `eval_<task>_accuracy` / `_macro_f1`), their mean (`eval_avg`) and
+        `eval_loss`, on the EMA weights."""
         self._metric_tasks = self._tasks_of(eval_dataset if eval_dataset is not None else self.eval_dataset)
         with self.ema_weights():
             metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         logger.info("step %d\n%s", self.state.global_step,
-                    format_scores(metrics, [t[0] for t in self._metric_tasks], metric_key_prefix))
+                    format_scores(metrics, [t[0] for t in self._metric_tasks], metric_key_prefix, self.score_title()))
         return metrics
 
     def predict_tasks(self, dataset: MultiTaskDataset) -> dict[str, TaskPrediction]:
