@@ -91,3 +91,28 @@ def test_config_name_gives_random_init_and_missing_source_is_an_error():
         assert "--model_name_or_path" in str(err)
     else:
         raise AssertionError("no model source accepted")
+
+
+def test_a_trained_checkpoint_gains_a_new_head_and_keeps_the_others_unless_asked(tmp_path, caplog):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    saved = model.state_dict()
+    with caplog.at_level("INFO", logger="mtl.model"):
+        grown = load_model(str(tmp_path), None, ["tnews", "waimai"], [15, 2], [{}, {0: "0", 1: "1"}])
+    assert "no head for task(s) ['waimai']" in caplog.text
+    assert grown.config.task_names == [*TASKS, "waimai"] and grown.config.task_num_labels == [*CLASSES, 2]
+    restored = grown.state_dict()
+    assert all(torch.equal(saved[k], restored[k]) for k in saved)  # encoder and the three heads, bit for bit
+    assert restored["heads.waimai.classifier.weight"].shape == (2, 32)
+    assert grown.config.labels_of("waimai") == ["0", "1"]
+
+    dropped = load_model(str(tmp_path), None, ["tnews", "waimai"], [15, 2], [{}, {}], drop_other_heads=True)
+    assert dropped.config.task_names == ["tnews", "waimai"] and set(dropped.heads) == {"tnews", "waimai"}
+    assert torch.equal(dropped.heads["tnews"].classifier.weight, saved["heads.tnews.classifier.weight"])
+
+    try:
+        load_model(str(tmp_path), None, ["ocnli"], [2], [{}])  # same name, other classes
+    except ValueError as err:
+        assert "its 'ocnli' head has the classes" in str(err)
+    else:
+        raise AssertionError("a head with other classes was reused")

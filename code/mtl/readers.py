@@ -142,8 +142,9 @@ def read_generic(task: Task, path: Path, with_label: bool, labels: Optional[Coll
         if with_label and task.drop_duplicates:
             key = (*texts, label)
             if key in first_of_row:
-                report.dropped.append(DroppedRow(line, f"repeats the texts and label of line {first_of_row[key]}",
-                                                 "duplicate"))
+                reason = f"repeats the texts and label of line {first_of_row[key]}"
+                report.dropped.append(DroppedRow(line, reason, "duplicate"))
+                logger.info("%s:%d: dropped (the spec's drop_duplicates): %s", path, line, reason)
                 continue
             first_of_row[key] = line
             conflicts += label_of_texts.setdefault(tuple(texts), label) != label
