@@ -1,4 +1,4 @@
-"""Read, clean, tokenize and cache the competition data: `python code/preprocess.py [profile.json] --help`."""
+"""Read, clean, tokenize and cache the tasks' data (default: the competition's): `python code/preprocess.py [profile.json] --help`."""
 from __future__ import annotations
 
 import dataclasses
