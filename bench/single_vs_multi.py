@@ -54,7 +54,6 @@ def chart(rows: list[dict], path: Path) -> str:
     except ImportError:
         return ""
     fig, ax = plt.subplots(figsize=(8, 3.4))
-    names = [r["task"] for r in rows]
     for k, (arm, key) in enumerate((("single-task", "single"), ("multi-task", "multi"))):
         bars = ax.bar([i + (k - 0.5) * 0.38 for i in range(len(rows))], [float(r[key]) for r in rows], 0.38, label=arm)
         ax.bar_label(bars, fmt="%.3f", fontsize=8)

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args=training_args,
         train_dataset=dataset("train") if training_args.do_train else None,
         eval_dataset=dataset("val") if training_args.do_eval or training_args.eval_strategy != "no" else None,
-        data_collator=MultiTaskCollator(tokenizer.pad_token_id),
+        data_collator=MultiTaskCollator(tokenizer.pad_token_id, training_args.pad_to_multiple_of),
         processing_class=tokenizer,
         task_metrics={t.name: task_metric(t, label2id[t.name]) for t in tasks},
     )

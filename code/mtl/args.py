@@ -87,6 +87,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     task_sampling: str = field(default="proportional", metadata={"help": "How an epoch mixes the tasks: proportional (every batch once, 2020), temperature (a task's share of the batches ∝ rows^(1/T)) or uniform; an epoch keeps its number of batches."})
     task_sampling_temperature: float = field(default=2.0, metadata={"help": "T of --task_sampling temperature: 1 is proportional, larger moves toward uniform."})
     task_sampling_cap: Optional[int] = field(default=None, metadata={"help": "With --task_sampling temperature: count at most this many rows of a task in its share."})
+    max_tokens_per_batch: Optional[int] = field(default=None, metadata={"help": "Throughput mode: a training batch holds as many rows of one task as fit this many padded tokens per process (length-grouped), instead of --per_device_train_batch_size rows. The learning rate is not rescaled (README: 'Throughput mode')."})
+    pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad every batch's width up to a multiple of this (e.g. 8 or 64): fewer shapes for --torch_compile, tensor-core friendly widths."})
     pcgrad: bool = field(default=False, metadata={"help": "PCGrad (Yu et al., 2020): each optimizer step takes one batch of every task and removes the conflicting components of the tasks' encoder gradients before summing them."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train from scratch even when output_dir holds checkpoints (by default training resumes from the last one, as run_glue.py)."})
 
@@ -98,6 +100,9 @@ class MultiTaskTrainingArguments(TrainingArguments):
             self.use_cpu = True
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
+                raise UsageError(f"--{name} {getattr(self, name)}: must be at least 1")
+        for name in ("max_tokens_per_batch", "pad_to_multiple_of"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name} {getattr(self, name)}: must be at least 1")
         if self.task_sampling not in STRATEGIES:
             raise UsageError(f"--task_sampling {self.task_sampling}: use one of {', '.join(STRATEGIES)}")

@@ -99,7 +99,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
                  drop_last: bool = False, lengths: Optional[Sequence[torch.Tensor]] = None,
                  mega_batch_factor: int = 50,
                  mixing: Mixing = proportional_mixing,
-                 num_replicas: int = 1, rank: int = 0):
+                 num_replicas: int = 1, rank: int = 0,
+                 max_tokens: Optional[int] = None, pad_multiple: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 0 <= rank < num_replicas:
@@ -114,6 +115,12 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         self.mixing = mixing
         self.num_replicas = num_replicas
         self.rank = rank
+        # Throughput mode: training batches hold as many rows as fit max_tokens padded tokens per process (padded
+        # width rounded up to pad_multiple, as the collator pads), instead of batch_size rows.
+        self.max_tokens = max_tokens
+        self.pad_multiple = max(1, pad_multiple)
+        if max_tokens is not None and (lengths is None or max_tokens < 1):
+            raise ValueError("max_tokens needs the rows' lengths and must be at least 1")
         self.epoch = 0
         self.starts = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
         if shuffle and num_replicas > 1:
@@ -140,6 +147,25 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         generator = torch.Generator().manual_seed(self.seed + epoch)
         return self.mixing(self.task_batches(generator), generator)
 
+    def _cut_by_tokens(self, local: list[int], lengths: torch.Tensor, start: int) -> list[list[int]]:
+        """Consecutive rows (length-grouped, so a run of similar lengths) while each rank's slice, at most
+        ceil(rows / num_replicas) rows x the padded width, stays within max_tokens; at least one row per rank."""
+        budget, m, replicas = self.max_tokens, self.pad_multiple, self.num_replicas
+        batches, current, width = [], [], 0
+        for i, n in zip(local, lengths[local].tolist()):
+            new_width = max(width, -(-n // m) * m)
+            if current and len(current) >= replicas and -(-(len(current) + 1) // replicas) * new_width > budget:
+                batches.append(current)
+                current, new_width = [], -(-n // m) * m
+            current.append(start + i)
+            width = new_width
+        if current:
+            if len(current) < replicas and batches:
+                batches[-1].extend(current)
+            elif not (self.drop_last and batches):
+                batches.append(current)
+        return batches
+
     def task_batches(self, generator: torch.Generator) -> list[list[list[int]]]:
         """Each task's global batches for one epoch: a seeded permutation (length-grouped when asked), cut."""
         size = self.batch_size * self.num_replicas
@@ -148,7 +174,10 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
             local = torch.randperm(n, generator=generator).tolist()
             if self.lengths is not None:
                 local = _length_grouped(local, self.lengths[t], size * self.mega_batch_factor)
-            task_batches.append(self._cut([start + i for i in local], size, self.num_replicas))
+            if self.max_tokens is not None:
+                task_batches.append(self._cut_by_tokens(local, self.lengths[t], start))
+            else:
+                task_batches.append(self._cut([start + i for i in local], size, self.num_replicas))
         return task_batches
 
     def _slice(self, batch: list[int]) -> list[int]:
@@ -172,6 +201,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         yield from self.batches(epoch)
 
     def __len__(self) -> int:
+        if self.shuffle and self.max_tokens is not None:  # the count depends on the epoch's draw
+            return len(self.global_batches(self.epoch))
         if not self.shuffle:
             total = sum(math.ceil(n / self.batch_size) for n in self.sizes)
             return len(range(self.rank, total, self.num_replicas))
@@ -185,17 +216,19 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
 
 
 class MultiTaskCollator:
-    """Pad a single-task batch to its longest sequence (the caches are already truncated to max_seq_length)."""
+    """Pad a single-task batch to its longest sequence (the caches are already truncated to max_seq_length), rounded
+    up to a multiple of `pad_to_multiple_of`: fewer distinct shapes for torch.compile and tensor-core friendly widths."""
 
-    def __init__(self, pad_token_id: int = 0):
+    def __init__(self, pad_token_id: int = 0, pad_to_multiple_of: Optional[int] = None):
         self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of or 1
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         task_ids = {e["task_id"] for e in examples}
         if len(task_ids) != 1:
             raise ValueError(f"a batch must come from one task, got task ids {sorted(task_ids)}")
         lengths = [len(e["input_ids"]) for e in examples]
-        width = max(lengths)
+        width = -(-max(lengths) // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(examples), width), dtype=torch.long)
         attention_mask = torch.zeros((len(examples), width), dtype=torch.long)

@@ -76,6 +76,8 @@ class MultiTaskTrainer(Trainer):
         # per-task training loss (unweighted cross-entropy) since the last log: sums and batch counts, on the device
         self._task_loss_stats: Optional[torch.Tensor] = None
         self.pcgrad = bool(getattr(self.args, "pcgrad", False))
+        if self.pcgrad and getattr(self.args, "max_tokens_per_batch", None):
+            raise UsageError("--pcgrad takes one batch of every task per step; it does not combine with --max_tokens_per_batch")
         if self.pcgrad and self.args.gradient_accumulation_steps != 1:
             raise UsageError("--pcgrad takes one batch of every task per optimizer step; use it with "
                              "--gradient_accumulation_steps 1 (raise --per_device_train_batch_size instead)")
@@ -83,9 +85,10 @@ class MultiTaskTrainer(Trainer):
     # ---- data -------------------------------------------------------------------------------------------
     def _dataloader(self, dataset: MultiTaskDataset, batch_size: int, training: bool) -> DataLoader:
         lengths = None
+        max_tokens = getattr(self.args, "max_tokens_per_batch", None) if training else None
         if training:
             strategy = self.args.train_sampling_strategy
-            if strategy == "group_by_length":
+            if strategy == "group_by_length" or max_tokens is not None:  # a token budget implies length grouping
                 lengths = [d.lengths for d in dataset.datasets.values()]
             elif strategy != "random":
                 raise UsageError(f"train_sampling_strategy {strategy!r} is not supported; use random or group_by_length")
@@ -100,7 +103,9 @@ class MultiTaskTrainer(Trainer):
         sampler = (TaskGroupBatchSampler if pcgrad else MultiTaskBatchSampler)(
             dataset.sizes, batch_size, shuffle=training, seed=self.args.data_seed or self.args.seed,
             drop_last=training and self.args.dataloader_drop_last, lengths=lengths, mixing=mixing,
-            num_replicas=self.args.world_size, rank=self.args.process_index)
+            num_replicas=self.args.world_size, rank=self.args.process_index,
+            **({"max_tokens": max_tokens, "pad_multiple": getattr(self.args, "pad_to_multiple_of", None) or 1}
+               if max_tokens is not None else {}))
         collate = TaskGroupCollator(self.data_collator) if pcgrad else self.data_collator
         # The Trainer moves each batch to the device itself (_prepare_inputs).
         return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
