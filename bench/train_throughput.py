@@ -2,7 +2,13 @@
 (a) the stock HF recipe (AutoModelForSequenceClassification, one model per task, DataCollatorWithPadding, default
     random sampler; steps split across the tasks in proportion to their train sizes),
 (b) MultiTaskTrainer as in 2020 (task-homogeneous batches, dynamic padding, no length grouping),
-(c) MultiTaskTrainer with length-grouped task batches (`--train_sampling_strategy group_by_length`).
+(c) MultiTaskTrainer with length-grouped task batches (`--train_sampling_strategy group_by_length`),
+(a_g) the stock HF recipe with its own length grouping (TrainingArguments(train_sampling_strategy="group_by_length"),
+    transformers 5's spelling of group_by_length=True): the fair peer of (c),
+(bare) a bare PyTorch loop over the same model as (c) and the same batches, collated before the clock starts
+    (plain torch.optim.AdamW, no Trainer, no EMA, no scheduler, no clipping): this machine's practical limit,
+(d) MultiTaskTrainer in throughput mode (--max_tokens_per_batch = batch size x the mean real length, widths padded
+    to a multiple of 8).
 Each variant runs in its own process (clean peak-memory readings); steady-state rates exclude warm-up steps.
 
 Usage: python bench/train_throughput.py [--size small|large] [--steps N] [--bf16] [--compile] [--smoke]"""
@@ -74,7 +80,7 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
 
     from mtl.args import DataTrainingArguments
     from mtl.cache import load_or_build_task
-    from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
+    from mtl.data import MultiTaskBatchSampler, MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
     from mtl.model import BertMultiTaskModel, add_tasks_to_config
     from mtl.tasks import get_tasks
     from mtl.tokenizer import load_tokenizer
@@ -91,8 +97,9 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     counters, elapsed, timed_steps = [], 0.0, 0
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    if variant in ("a", "a_max"):
+    if variant in ("a", "a_max", "a_g"):
         sizes = [len(train[t.name]["ids"]) for t in tasks]
         per_task = [round(steps * n / sum(sizes)) for n in sizes]
         per_task[-1] = steps - sum(per_task[:-1])
@@ -108,22 +115,53 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
             counter = TokenCounter(DataCollatorWithPadding(tokenizer, **padding))
             task_warmup = max(1, min(warmup, n_steps - 1))  # at least one timed step per task
             timer = step_timer(task_warmup)
-            trainer = Trainer(model=model, args=training_args(out, n_steps, batch_size, bf16, compile_),
+            grouping = {"train_sampling_strategy": "group_by_length"} if variant == "a_g" else {}
+            trainer = Trainer(model=model, args=training_args(out, n_steps, batch_size, bf16, compile_, **grouping),
                               train_dataset=rows, data_collator=counter, callbacks=[timer])
             trainer.train()
             elapsed += timer.end - timer.start
             timed_steps += timer.steps - task_warmup
             # accelerate prefetches one batch, so the counter may hold one more than was consumed
             counters.append(counter.batches[task_warmup:timer.steps])
+    elif variant == "bare":
+        config = add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
+        model = BertMultiTaskModel(config).to(device)
+        dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
+        sampler = MultiTaskBatchSampler(dataset.sizes, batch_size, seed=2020,
+                                        lengths=[d.lengths for d in dataset.datasets.values()])
+        collate = MultiTaskCollator(tokenizer.pad_token_id)
+        batches = [collate([dataset[i] for i in b]) for b, _ in zip(sampler, range(steps))]
+        counters.append([(int(b["attention_mask"].sum()), b["attention_mask"].numel(), b["attention_mask"].shape[1])
+                         for b in batches[warmup:]])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
+        model.train()
+        for step, batch in enumerate(batches):
+            if step == warmup:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        elapsed, timed_steps = time.perf_counter() - start, len(batches) - warmup
     else:
         config = add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
         model = BertMultiTaskModel(config)
         dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
-        counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id))
+        counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id, 8 if variant == "d" else None))
         timer = step_timer(warmup)
-        strategy = "group_by_length" if variant == "c" else "random"
+        strategy = "group_by_length" if variant in ("c", "d") else "random"
+        extra = {}
+        if variant == "d":  # the same tokens per step as (c) on average, in fuller batches
+            mean_length = float(torch.cat([d.lengths for d in dataset.datasets.values()]).float().mean())
+            extra = {"max_tokens_per_batch": int(batch_size * mean_length), "pad_to_multiple_of": 8}
         trainer = MultiTaskTrainer(model=model, args=training_args(out, steps, batch_size, bf16, compile_,
-                                                                   train_sampling_strategy=strategy),
+                                                                   train_sampling_strategy=strategy, **extra),
                                    train_dataset=dataset, data_collator=counter, callbacks=[timer], ema_decay=0.999)
         trainer.train()
         elapsed, timed_steps = timer.end - timer.start, timer.steps - warmup
@@ -137,13 +175,17 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
     flops = sum(6 * n_params * b[1] + 12 * layers * hidden * b[2] * b[1] for b in batches)
     peak = (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    rows_timed = sum(b[1] // b[2] for b in batches)  # a token-budget batch holds a varying number of rows
     return {"variant": variant, "steps timed": timed_steps, "seconds": elapsed,
-            "samples/s": timed_steps * batch_size / elapsed, "real tokens/s": real / elapsed,
+            "samples/s": rows_timed / elapsed, "real tokens/s": real / elapsed,
             "computed tokens/s": computed / elapsed, "real/computed": real / computed,
             "TFLOP/s": flops / elapsed / 1e12, "peak memory GiB": peak}
 
 
-LABELS = {"a_max": "(a') stock HF recipe, padding to max_length (the HF tutorial's)", "a": "(a) stock HF recipe", "b": "(b) MultiTaskTrainer, 2020 batching", "c": "(c) MultiTaskTrainer, length-grouped"}
+LABELS = {"a_max": "(a') stock HF recipe, padding to max_length (the HF tutorial's)", "a": "(a) stock HF recipe",
+          "a_g": "(a_g) stock HF recipe, group_by_length", "b": "(b) MultiTaskTrainer, 2020 batching",
+          "c": "(c) MultiTaskTrainer, length-grouped", "d": "(d) MultiTaskTrainer, throughput mode",
+          "bare": "(bare) bare PyTorch loop, pre-collated batches of (c)"}
 
 
 def main() -> None:
@@ -190,12 +232,11 @@ def main() -> None:
     command = "python bench/train_throughput.py " + " ".join(a for a in sys.argv[1:])
     text = header(title, command.strip()) + table(shown, ["variant", "samples/s", "real tokens/s", "real/computed",
                                                           "model TFLOP/s", "peak memory (GiB)"])
-    if {"a", "c"} <= set(by):
-        text += f"\nRatio (c)/(a) samples/s: **{by['c']['samples/s'] / by['a']['samples/s']:.2f}x**"
-    if {"a_max", "c"} <= set(by):
-        text += f"; (c)/(a'): **{by['c']['samples/s'] / by['a_max']['samples/s']:.2f}x**"
-    if {"b", "c"} <= set(by):
-        text += f"; (c)/(b): **{by['c']['samples/s'] / by['b']['samples/s']:.2f}x**"
+    ratios = [(num, den) for num, den in (("c", "a"), ("c", "a_max"), ("c", "b"), ("c", "a_g"), ("c", "bare"),
+                                          ("d", "c"), ("d", "a_g")) if {num, den} <= set(by)]
+    if ratios:
+        text += "\nRatios of samples/s: " + "; ".join(
+            f"({num})/({den}) **{by[num]['samples/s'] / by[den]['samples/s']:.2f}x**" for num, den in ratios)
     text += ("\n\nPeak memory: CPU = the process's max RSS; GPU = torch.cuda.max_memory_allocated. Model FLOPs count "
              "every computed (padded) token: 6 x non-embedding parameters + 12 x layers x hidden x padded length.\n")
     out = results_path(f"throughput_{args.size}{'_bf16' if args.bf16 else ''}{'_compile' if args.compile else ''}",

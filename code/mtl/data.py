@@ -19,6 +19,8 @@ class SingleTaskDataset(Dataset):
         self.input_ids = features["input_ids"]
         self.token_type_ids = features["token_type_ids"]
         self.offsets = features["offsets"]
+        # Python ints for __getitem__: indexing a tensor per row costs an aten::item call each (seen in the profile)
+        self._bounds: list[int] = self.offsets.tolist()
         self.labels = features["labels"]
         self.ids: list[str] = features["ids"]
         self.texts: Optional[dict[str, list[str]]] = features.get("texts")
@@ -32,7 +34,7 @@ class SingleTaskDataset(Dataset):
         return self.offsets[1:] - self.offsets[:-1]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        start, end = self._bounds[i], self._bounds[i + 1]
         return {
             "input_ids": self.input_ids[start:end],
             "token_type_ids": self.token_type_ids[start:end],
@@ -53,9 +55,9 @@ class MultiTaskDataset(Dataset):
             self.starts.append(total)
             total += len(ds)
         self._len = total
-        # global index -> task position, vectorised once for __getitem__
-        self._task_of = torch.repeat_interleave(
-            torch.arange(len(datasets)), torch.tensor([len(d) for d in datasets.values()], dtype=torch.long))
+        # global index -> task position, computed once for __getitem__ (a list: no per-row tensor indexing)
+        self._task_of: list[int] = torch.repeat_interleave(
+            torch.arange(len(datasets)), torch.tensor([len(d) for d in datasets.values()], dtype=torch.long)).tolist()
 
     def __len__(self) -> int:
         return self._len
@@ -65,7 +67,7 @@ class MultiTaskDataset(Dataset):
         return [len(d) for d in self.datasets.values()]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        t = int(self._task_of[i])
+        t = self._task_of[i]
         return self.datasets[self.task_names[t]][i - self.starts[t]]
 
 
