@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--max_seq_length", type=int, default=300)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--variants", default="a_max,a,b,c")
+    parser.add_argument("--variants", default="a_max,a,a_g,b,c,d,bare")
     parser.add_argument("--smoke", action="store_true", help="tiny model, debug data, a few steps: for CI")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     parser.add_argument("--out", default=None)
