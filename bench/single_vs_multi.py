@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="Tasks (names or spec files), comma-separated.")
     parser.add_argument("--max_train_samples", type=int, default=8000, help="Train rows per task, in both arms.")
     parser.add_argument("--epochs", type=float, default=2.0, help="Epochs over those rows, in both arms.")
+    # EMA off by default: the profile's 0.999 averages over ~1,000 steps, longer than a single-task run here (a quarter
+    # of the multi-task run's steps), so its evaluated weights would still be mostly the initial ones.
+    parser.add_argument("--ema_decay", type=float, default=0.0, help="EMA decay in both arms (default 0: off).")
     parser.add_argument("--model", help="Encoder to start from (default: the demo model, pretrained if missing).")
     parser.add_argument("--smoke", action="store_true", help="Tiny model and sizes, results left alone.")
     parser.add_argument("--out", help="Results file (default bench/results/single_vs_multi.md).")
@@ -84,7 +87,7 @@ def main() -> None:
     tasks = args.tasks.split(",")
     common = [PROFILE, *start, "--max_train_samples", str(args.max_train_samples), "--num_train_epochs", str(args.epochs),
               "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-              "--do_train", "--do_eval", "--overwrite_output_dir", "--report_to", "none", "--disable_tqdm", "true",
+              "--ema_decay", str(args.ema_decay), "--do_train", "--do_eval", "--overwrite_output_dir", "--report_to", "none", "--disable_tqdm", "true",
               "--data_save_dir", str(out / "cache"), "--cleaned_dir", str(out / "cache")]
     if args.smoke:
         common += ["--max_seq_length", "32", "--per_device_train_batch_size", "16"]
@@ -111,11 +114,11 @@ def main() -> None:
                  "multi − single": f"{results['multi']['eval_avg'] - mean_single:+.4f}",
                  "single steps": sum(results[f"single_{i}"]["steps"] for i in range(len(tasks))),
                  "single wall s": f"{sum(walls[f'single_{i}'] for i in range(len(tasks))):.0f}"})
-    command = "python bench/single_vs_multi.py" + (" --smoke" if args.smoke else "")
+    command = " ".join(["python bench/single_vs_multi.py", *sys.argv[1:]])
     text = header("Single- vs multi-task fine-tuning", command)
     text += (f"Encoder: {' '.join(start)}; recipe `{PROFILE}` with `--max_train_samples {args.max_train_samples} "
-             f"--num_train_epochs {args.epochs}` in both arms (so every task's train rows are seen equally often), "
-             "evaluated once at the end on each task's validation split (EMA weights). The multi-task run took "
+             f"--num_train_epochs {args.epochs} --ema_decay {args.ema_decay}` in both arms (so every task's train rows "
+             "are seen equally often), evaluated once at the end on each task's validation split. The multi-task run took "
              f"{results['multi']['steps']} optimizer steps in {walls['multi']:.0f} s.\n\n")
     text += table(rows, ["task", "metric", "single", "multi", "multi − single", "single steps", "single wall s"])
     if not args.smoke:
