@@ -26,6 +26,7 @@ import torch
 
 from common import header, results_path, table, work_dir, write_section
 
+DENSE_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s by device name (SXM)
 SIZES = {  # BERT shapes; vocab is the bundled 21,128 tokens
     "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
     "small": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=512),
@@ -173,13 +174,18 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
     layers, hidden = config.num_hidden_layers, config.hidden_size
     # model FLOPs of the computed (padded) tokens: 6 N per token + attention scores 12 L h s per token
     flops = sum(6 * n_params * b[1] + 12 * layers * hidden * b[2] * b[1] for b in batches)
+    # the useful work: real (unpadded) tokens only, attention over each batch's padded width (an upper bound)
+    real_flops = sum(6 * n_params * b[0] + 12 * layers * hidden * b[2] * b[0] for b in batches)
+    peak_flops = next((v for k, v in DENSE_BF16_PEAK.items() if torch.cuda.is_available()
+                       and k in torch.cuda.get_device_name()), None)
     peak = (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     rows_timed = sum(b[1] // b[2] for b in batches)  # a token-budget batch holds a varying number of rows
     return {"variant": variant, "steps timed": timed_steps, "seconds": elapsed,
             "samples/s": rows_timed / elapsed, "real tokens/s": real / elapsed,
             "computed tokens/s": computed / elapsed, "real/computed": real / computed,
-            "TFLOP/s": flops / elapsed / 1e12, "peak memory GiB": peak}
+            "TFLOP/s": flops / elapsed / 1e12, "peak memory GiB": peak,
+            "MFU": real_flops / elapsed / peak_flops if peak_flops else None}
 
 
 LABELS = {"a_max": "(a') stock HF recipe, padding to max_length (the HF tutorial's)", "a": "(a) stock HF recipe",
@@ -225,13 +231,14 @@ def main() -> None:
     for r in rows:
         shown.append({"variant": LABELS[r["variant"]], "samples/s": f"{r['samples/s']:.1f}",
                       "real tokens/s": f"{r['real tokens/s']:,.0f}", "real/computed": f"{r['real/computed']:.3f}",
-                      "model TFLOP/s": f"{r['TFLOP/s']:.2f}", "peak memory (GiB)": f"{r['peak memory GiB']:.2f}"})
+                      "model TFLOP/s": f"{r['TFLOP/s']:.2f}", "peak memory (GiB)": f"{r['peak memory GiB']:.2f}",
+                      "MFU (real tokens)": f"{r['MFU']:.1%}" if r.get("MFU") else "–"})
     title = (f"Training throughput: {args.size} BERT ({SIZES[args.size]['num_hidden_layers']} layers, hidden "
              f"{SIZES[args.size]['hidden_size']}), batch {args.batch_size}, {args.steps} steps"
              f"{', bf16' if args.bf16 else ', fp32'}{', torch.compile' if args.compile else ''}")
     command = "python bench/train_throughput.py " + " ".join(a for a in sys.argv[1:])
     text = header(title, command.strip()) + table(shown, ["variant", "samples/s", "real tokens/s", "real/computed",
-                                                          "model TFLOP/s", "peak memory (GiB)"])
+                                                          "model TFLOP/s", "peak memory (GiB)", "MFU (real tokens)"])
     ratios = [(num, den) for num, den in (("c", "a"), ("c", "a_max"), ("c", "b"), ("c", "a_g"), ("c", "bare"),
                                           ("d", "c"), ("d", "a_g")) if {num, den} <= set(by)]
     if ratios:
