@@ -116,7 +116,10 @@ def main() -> None:
                  "single wall s": f"{sum(walls[f'single_{i}'] for i in range(len(tasks))):.0f}"})
     command = " ".join(["python bench/single_vs_multi.py", *sys.argv[1:]])
     text = header("Single- vs multi-task fine-tuning", command)
-    text += (f"Encoder: {' '.join(start)}; recipe `{PROFILE}` with `--max_train_samples {args.max_train_samples} "
+    described = ("the demo model pretrained as run.sh's step 2 does (code/assets/configs/demo.json: hidden 128, 4 layers; "
+                 "0.3 epoch of whole-word-masking MLM on the competition texts)" if not args.smoke and not args.model
+                 else " ".join(start))
+    text += (f"Encoder: {described}; recipe `{PROFILE}` with `--max_train_samples {args.max_train_samples} "
              f"--num_train_epochs {args.epochs} --ema_decay {args.ema_decay}` in both arms (so every task's train rows "
              "are seen equally often), evaluated once at the end on each task's validation split. The multi-task run took "
              f"{results['multi']['steps']} optimizer steps in {walls['multi']:.0f} s.\n\n")
