@@ -6,7 +6,7 @@
 (a_g) the stock HF recipe with its own length grouping (TrainingArguments(train_sampling_strategy="group_by_length"),
     transformers 5's spelling of group_by_length=True): the fair peer of (c),
 (bare) a bare PyTorch loop over the same model as (c) and the same batches, collated before the clock starts
-    (plain torch.optim.AdamW, no Trainer, no EMA, no scheduler, no clipping): this machine's practical limit,
+    (torch.optim.AdamW(fused=True), no Trainer, no EMA, no scheduler, no clipping): this machine's practical limit,
 (d) MultiTaskTrainer in throughput mode (--max_tokens_per_batch = batch size x the mean real length, widths padded
     to a multiple of 8).
 Each variant runs in its own process (clean peak-memory readings); steady-state rates exclude warm-up steps.
@@ -134,7 +134,8 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
         batches = [collate([dataset[i] for i in b]) for b, _ in zip(sampler, range(steps))]
         counters.append([(int(b["attention_mask"].sum()), b["attention_mask"].numel(), b["attention_mask"].shape[1])
                          for b in batches[warmup:]])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
+        # the fused kernel, as the Trainer's default optim ("adamw_torch_fused" with torch >= 2.8): the fastest AdamW here
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, fused=True)
         model.train()
         for step, batch in enumerate(batches):
             if step == warmup:
@@ -205,6 +206,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--variants", default="a_max,a,a_g,b,c,d,bare")
     parser.add_argument("--smoke", action="store_true", help="tiny model, debug data, a few steps: for CI")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="Run the variant list this many times, rotating its order; report each variant's median "
+                             "(shared machines drift by tens of percent between runs a minute apart).")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -214,8 +218,10 @@ def main() -> None:
         print("RESULT " + json.dumps(run_variant(args.variant, args.size, args.steps, args.warmup, args.batch_size,
                                                  args.max_seq_length, args.bf16, args.compile, args.smoke)))
         return
-    rows = []
-    for v in args.variants.split(","):
+    runs: dict[str, list[dict]] = {}
+    names = args.variants.split(",")
+    order = [names[(i + r) % len(names)] for r in range(args.repeats) for i in range(len(names))]
+    for v in order:
         cmd = [sys.executable, __file__, "--variant", v, "--size", args.size, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--batch_size", str(args.batch_size),
                "--max_seq_length", str(args.max_seq_length)] + (["--bf16"] if args.bf16 else []) \
@@ -225,11 +231,16 @@ def main() -> None:
         if proc.returncode or line is None:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
             raise SystemExit(f"variant {v} failed")
-        rows.append(json.loads(line[len("RESULT "):]))
+        runs.setdefault(v, []).append(json.loads(line[len("RESULT "):]))
+    rows = []
+    for v in names:  # each variant's median run by samples/s
+        ordered = sorted(runs[v], key=lambda r: r["samples/s"])
+        rows.append({**ordered[len(ordered) // 2], "range": f"{ordered[0]['samples/s']:.0f}–{ordered[-1]['samples/s']:.0f}"})
     by = {r["variant"]: r for r in rows}
     shown = []
     for r in rows:
         shown.append({"variant": LABELS[r["variant"]], "samples/s": f"{r['samples/s']:.1f}",
+                      "range of runs": r["range"] if args.repeats > 1 else "",
                       "real tokens/s": f"{r['real tokens/s']:,.0f}", "real/computed": f"{r['real/computed']:.3f}",
                       "model TFLOP/s": f"{r['TFLOP/s']:.2f}", "peak memory (GiB)": f"{r['peak memory GiB']:.2f}",
                       "MFU (real tokens)": f"{r['MFU']:.1%}" if r.get("MFU") else "–"})
@@ -237,13 +248,16 @@ def main() -> None:
              f"{SIZES[args.size]['hidden_size']}), batch {args.batch_size}, {args.steps} steps"
              f"{', bf16' if args.bf16 else ', fp32'}{', torch.compile' if args.compile else ''}")
     command = "python bench/train_throughput.py " + " ".join(a for a in sys.argv[1:])
-    text = header(title, command.strip()) + table(shown, ["variant", "samples/s", "real tokens/s", "real/computed",
+    text = header(title, command.strip()) + table(shown, ["variant", "samples/s", *(["range of runs"] if args.repeats > 1 else []), "real tokens/s", "real/computed",
                                                           "model TFLOP/s", "peak memory (GiB)", "MFU (real tokens)"])
     ratios = [(num, den) for num, den in (("c", "a"), ("c", "a_max"), ("c", "b"), ("c", "a_g"), ("c", "bare"),
                                           ("d", "c"), ("d", "a_g")) if {num, den} <= set(by)]
     if ratios:
         text += "\nRatios of samples/s: " + "; ".join(
             f"({num})/({den}) **{by[num]['samples/s'] / by[den]['samples/s']:.2f}x**" for num, den in ratios)
+    if args.repeats > 1:
+        text += (f"\n\n{args.repeats} runs of each variant in rotated order; the table shows each variant's median "
+                 "run (its samples/s, tokens, memory), the range its runs spanned.")
     text += ("\n\nPeak memory: CPU = the process's max RSS; GPU = torch.cuda.max_memory_allocated. Model FLOPs count "
              "every computed (padded) token: 6 x non-embedding parameters + 12 x layers x hidden x padded length.\n")
     out = results_path(f"throughput_{args.size}{'_bf16' if args.bf16 else ''}{'_compile' if args.compile else ''}",
