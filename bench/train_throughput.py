@@ -157,14 +157,15 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
         dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
         counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id, 8 if variant == "d" else None))
         timer = step_timer(warmup)
-        strategy = "group_by_length" if variant in ("c", "d") else "random"
-        extra = {}
+        strategy = "group_by_length" if variant in ("c", "d", "c_lean") else "random"
+        extra = {"max_grad_norm": 0.0} if variant == "c_lean" else {}  # c_lean: no clipping and no EMA, as bare
         if variant == "d":  # the same tokens per step as (c) on average, in fuller batches
             mean_length = float(torch.cat([d.lengths for d in dataset.datasets.values()]).float().mean())
             extra = {"max_tokens_per_batch": int(batch_size * mean_length), "pad_to_multiple_of": 8}
         trainer = MultiTaskTrainer(model=model, args=training_args(out, steps, batch_size, bf16, compile_,
                                                                    train_sampling_strategy=strategy, **extra),
-                                   train_dataset=dataset, data_collator=counter, callbacks=[timer], ema_decay=0.999)
+                                   train_dataset=dataset, data_collator=counter, callbacks=[timer],
+                                   ema_decay=0.0 if variant == "c_lean" else 0.999)
         trainer.train()
         elapsed, timed_steps = timer.end - timer.start, timer.steps - warmup
         counters.append(counter.batches[warmup:timer.steps])
@@ -192,6 +193,7 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
 LABELS = {"a_max": "(a') stock HF recipe, padding to max_length (the HF tutorial's)", "a": "(a) stock HF recipe",
           "a_g": "(a_g) stock HF recipe, group_by_length", "b": "(b) MultiTaskTrainer, 2020 batching",
           "c": "(c) MultiTaskTrainer, length-grouped", "d": "(d) MultiTaskTrainer, throughput mode",
+          "c_lean": "(c_lean) (c) without EMA and gradient clipping",
           "bare": "(bare) bare PyTorch loop, pre-collated batches of (c)"}
 
 
@@ -251,7 +253,7 @@ def main() -> None:
     text = header(title, command.strip()) + table(shown, ["variant", "samples/s", *(["range of runs"] if args.repeats > 1 else []), "real tokens/s", "real/computed",
                                                           "model TFLOP/s", "peak memory (GiB)", "MFU (real tokens)"])
     ratios = [(num, den) for num, den in (("c", "a"), ("c", "a_max"), ("c", "b"), ("c", "a_g"), ("c", "bare"),
-                                          ("d", "c"), ("d", "a_g")) if {num, den} <= set(by)]
+                                          ("d", "c"), ("d", "a_g"), ("c_lean", "bare")) if {num, den} <= set(by)]
     if ratios:
         text += "\nRatios of samples/s: " + "; ".join(
             f"({num})/({den}) **{by[num]['samples/s'] / by[den]['samples/s']:.2f}x**" for num, den in ratios)
