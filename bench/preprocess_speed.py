@@ -11,12 +11,12 @@ import argparse
 import re
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import emoji
 import pandas as pd
 
 from common import REPO_ROOT, header, results_path, table, work_dir, write_section
+from mtl.args import DataTrainingArguments
 from mtl.cache import build_task_cache
 from mtl.cleaning import clean_texts
 from mtl.encoding import encode
@@ -92,9 +92,8 @@ def run_project(tokenizer, max_rows=None) -> dict[str, float]:
 
 def run_pipeline(tokenizer, tmp: Path, debug: bool) -> float:
     """The whole of preprocess.py's work (also writing cleaned TSVs, splitting, saving caches)."""
-    args = SimpleNamespace(data_dir=str(DATA), cleaned_dir=str(tmp), data_save_dir=str(tmp), use_pseudo=None,
-                           skip_bad_rows=False, debug=debug, max_seq_length=300, train_val_split_ratio=0.1,
-                           split_seed=2020, test_b=False)
+    args = DataTrainingArguments(data_dir=str(DATA), cleaned_dir=str(tmp), data_save_dir=str(tmp), debug=debug,
+                                 max_seq_length=300)
     start = time.perf_counter()
     for task in TASKS:
         build_task_cache(task, tokenizer, args)
