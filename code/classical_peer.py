@@ -1,5 +1,5 @@
 """Score the classical peers (majority class; TF-IDF char 1-3-grams + logistic regression) on the validation split
-that train.py uses, with the same macro-F1: `python code/classical_peer.py --help`."""
+that train.py uses, with each task's metric (macro-F1 for the competition's): `python code/classical_peer.py --help`."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     tasks = get_tasks(args.tasks)
     scores = classical_scores(tasks, args)
     names = [t.name for t in tasks] + ["avg"]
-    print("| macro-F1 (validation) | " + " | ".join(names) + " |")
+    metric = "macro-F1" if all(t.metric.name == "macro_f1" for t in tasks) else "score"
+    print(f"| {metric} (validation) | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for peer, values in scores.items():
         print(f"| {peer} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")

@@ -1,4 +1,5 @@
-"""Classical peers on the same split and metric: majority class, and TF-IDF character 1-3-grams + logistic regression."""
+"""Classical peers on the same split and metric (each task's, from its spec): majority class, and TF-IDF character
+1-3-grams + logistic regression."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 
 from .args import DataTrainingArguments
+from .labels import label2id_for
+from .metrics import SCORERS
 from .task_files import TaskFiles, train_validation_tables
 from .tasks import Task
 
@@ -24,14 +26,13 @@ def task_split_texts(task: Task, args: DataTrainingArguments) -> tuple[dict[str,
     return texts(train), train.columns["label"], texts(val), val.columns["label"]
 
 
-def majority_f1(train_labels: list[str], val_labels: list[str]) -> float:
+def majority_predictions(train_labels: list[str], rows: int) -> list[str]:
     values, counts = np.unique(train_labels, return_counts=True)
-    guess = values[counts.argmax()]
-    return float(f1_score(val_labels, [guess] * len(val_labels), average="macro"))
+    return [str(values[counts.argmax()])] * rows
 
 
-def tfidf_lr_f1(train: dict[str, list[str]], train_labels: list[str], val: dict[str, list[str]],
-                val_labels: list[str], C: float = 1.0) -> float:
+def tfidf_lr_predictions(train: dict[str, list[str]], train_labels: list[str], val: dict[str, list[str]],
+                         C: float = 1.0) -> list[str]:
     """One character 1-3-gram TF-IDF per text column (a pair gets two, side by side), then logistic regression."""
     blocks_train, blocks_val = [], []
     for column in train:
@@ -41,17 +42,26 @@ def tfidf_lr_f1(train: dict[str, list[str]], train_labels: list[str], val: dict[
     x_train, x_val = sp.hstack(blocks_train).tocsr(), sp.hstack(blocks_val).tocsr()
     classifier = LogisticRegression(C=C, max_iter=2000)
     classifier.fit(x_train, train_labels)
-    return float(f1_score(val_labels, classifier.predict(x_val), average="macro"))
+    return [str(x) for x in classifier.predict(x_val)]
+
+
+def task_score(task: Task, gold: list[str], predicted: list[str]) -> float:
+    """The task's own metric (its spec's; macro-F1 for the competition's), as train.py reports it."""
+    label2id = label2id_for(task.labels if task.labels is not None else set(gold) | set(predicted))
+    pos = label2id[task.metric.pos_label] if task.metric.pos_label is not None else None
+    ids = lambda labels: np.array([label2id[x] for x in labels])  # noqa: E731
+    return float(SCORERS[task.metric.name](ids(gold), ids(predicted), pos))
 
 
 def classical_scores(tasks: list[Task], args: DataTrainingArguments) -> dict[str, dict[str, float]]:
-    """{'majority': {task: F1, ..., 'avg': mean}, 'tfidf_lr': {...}} on the validation split."""
+    """{'majority': {task: score, ..., 'avg': mean}, 'tfidf_lr': {...}} on the validation split, each task scored by
+    its metric."""
     out: dict[str, dict[str, float]] = {"majority": {}, "tfidf_lr": {}}
     for task in tasks:
         start = time.perf_counter()
         train, y_train, val, y_val = task_split_texts(task, args)
-        out["majority"][task.name] = majority_f1(y_train, y_val)
-        out["tfidf_lr"][task.name] = tfidf_lr_f1(train, y_train, val, y_val)
+        out["majority"][task.name] = task_score(task, y_val, majority_predictions(y_train, len(y_val)))
+        out["tfidf_lr"][task.name] = task_score(task, y_val, tfidf_lr_predictions(train, y_train, val))
         logger.info("%s: majority %.4f, tfidf+lr %.4f (%.1fs)", task.name, out["majority"][task.name],
                     out["tfidf_lr"][task.name], time.perf_counter() - start)
     for scores in out.values():
