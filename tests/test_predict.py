@@ -206,3 +206,14 @@ def test_submission_files_keep_the_raw_labels(trained):
     _, pred_dir = trained
     rows = [json.loads(line) for line in (pred_dir / "tnews_predict.json").read_text().splitlines()]
     assert all(set(r) == {"id", "label"} and r["label"] in TASKS["tnews"].labels for r in rows)
+
+
+def test_a_one_column_csv_file_is_read_as_csv_with_its_quoting():
+    """A header of one column is both a TSV and a CSV header; a .csv file's quoted field must lose its quotes."""
+    from mtl.new_texts import detect_format, read_new_texts
+
+    data = 'review\n"好吃,下次还点"\n'.encode()
+    assert detect_format("new.csv", data.decode(), ["review"]) == "csv"
+    assert detect_format("new.tsv", data.decode(), ["review"]) == "tsv"
+    table, _, used = read_new_texts("new.csv", data, ["review"])
+    assert used == "csv" and table.columns["review"] == ["好吃,下次还点"]

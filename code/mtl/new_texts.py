@@ -26,11 +26,12 @@ FORMATS = ("auto", "lines", "tianchi", "tsv", "csv", "jsonl")
 def detect_format(name: str, text: str, text_columns: Sequence[str]) -> str:
     """By the first non-blank line: `<integer id><TAB>` and the task's column count -> tianchi (whatever the suffix:
     the competition's own files are named .csv); a header naming the task's text columns, tab-separated -> tsv,
-    comma-separated -> csv; else by suffix, .jsonl/.json -> jsonl; anything else -> lines."""
+    comma-separated -> csv (a one-column header is both: a .csv file is csv, with its quoting); else by suffix,
+    .jsonl/.json -> jsonl; anything else -> lines."""
     first = next((line for line in _lines(text) if line.strip()), "")
     if ROW_START.match(first) and len(first.split("\t")) == 1 + len(text_columns):
         return "tianchi"
-    if set(text_columns) <= set(first.split("\t")):
+    if set(text_columns) <= set(first.split("\t")) and ("\t" in first or Path(name).suffix.lower() != ".csv"):
         return "tsv"
     if set(text_columns) <= set(next(csv.reader([first]), [])):
         return "csv"
