@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
@@ -20,7 +19,7 @@ from .errors import UsageError
 from .io import Table, atomic_path, write_text_atomic, write_tsv
 from .labels import IGNORE_LABEL, label2id_for
 from .paths import resolve
-from .task_files import TaskFiles, pseudo_task, read_with_args, train_validation_tables
+from .task_files import TaskFiles, pseudo_task, read_with_args, subsample, train_validation_tables
 from .tasks import Task
 from .tokenizer import tokenizer_hash
 
@@ -111,15 +110,6 @@ def _write_cleaned_copies(task: Task, files: TaskFiles, train: Table, tests: dic
         write_tsv(path, train, task.columns(True))
 
 
-def _subsample(table: Table, limit: Optional[int], seed: int) -> Table:
-    """--max_train_samples: a seeded random subset (in file order), as run_glue's option but not the file's head,
-    which in a file sorted by class would be one class."""
-    if limit is None or len(table) <= limit:
-        return table
-    keep = np.sort(np.random.default_rng(seed).choice(len(table), size=limit, replace=False))
-    return table.select(keep.tolist())
-
-
 def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
     """Read, clean, write the cleaned TSVs, tokenize, split and save one task's caches; return the splits."""
     start = time.perf_counter()
@@ -129,7 +119,7 @@ def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataT
     _write_cleaned_copies(task, files, train_file, tests, args)
 
     label2id = label2id_for(labels)
-    train_rows = _subsample(train_rows, args.max_train_samples, args.split_seed)
+    train_rows = subsample(train_rows, args.max_train_samples, args.split_seed)
     if files.pseudo is not None:  # pseudo-labelled test rows join the train split only, never validation
         pseudo = read_with_args(pseudo_task(task), files.pseudo, True, args, labels)
         logger.info("%s: %d pseudo-labelled rows added to train", task.name, len(pseudo))

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from .args import DataTrainingArguments
 from .labels import label2id_for
 from .metrics import SCORERS
-from .task_files import TaskFiles, train_validation_tables
+from .task_files import TaskFiles, subsample, train_validation_tables
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 def task_split_texts(task: Task, args: DataTrainingArguments) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
     """The cleaned texts and labels of the same train/validation split the caches use (same function, seed, ratio)."""
     _, train, val, _ = train_validation_tables(task, TaskFiles.of(task, args.data_dir, None), args)
+    train = subsample(train, args.max_train_samples, args.split_seed)  # the rows train.py trains on
     texts = lambda table: {c: table.columns[c] for c in task.text_columns}  # noqa: E731
     return texts(train), train.columns["label"], texts(val), val.columns["label"]
 

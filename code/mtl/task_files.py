@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Optional
 
+import numpy as np
+
 from .args import DataTrainingArguments
 from .cleaning import clean_texts
 from .errors import UsageError
@@ -112,3 +114,12 @@ def train_validation_tables(task: Task, files: TaskFiles, args: DataTrainingArgu
         return train, train, read_with_args(task, files.validation, True, args, labels), labels
     train_idx, val_idx = stratified_split(train.columns["label"], args.train_val_split_ratio, args.split_seed)
     return train, train.select(train_idx), train.select(val_idx), labels
+
+
+def subsample(table: Table, limit: Optional[int], seed: int) -> Table:
+    """--max_train_samples: a seeded random subset (in file order), as run_glue's option but not the file's head,
+    which in a file sorted by class would be one class."""
+    if limit is None or len(table) <= limit:
+        return table
+    keep = np.sort(np.random.default_rng(seed).choice(len(table), size=limit, replace=False))
+    return table.select(keep.tolist())
