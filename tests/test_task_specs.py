@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -150,3 +151,17 @@ def test_each_task_is_scored_by_its_own_metric_and_avg_is_the_mean_of_those():
     assert scores["three_macro_f1"] == pytest.approx(f1_score(labels[40:], pred_t, average="macro"))
     assert "three_accuracy" not in scores  # the chosen metric is not repeated
     assert scores["avg"] == pytest.approx((scores["binary"] + scores["three"]) / 2)
+
+
+def test_a_yaml_spec_describes_the_same_task_as_its_json_twin(tmp_path):
+    import yaml
+
+    spec = json.loads((EXTRA / "waimai_sentiment.json").read_text(encoding="utf-8"))
+    (tmp_path / "waimai.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "waimai_10k.csv").symlink_to(EXTRA / "waimai_10k.csv")
+    twin = load_spec(tmp_path / "waimai.yaml")
+    assert twin == dataclasses.replace(load_spec(EXTRA / "waimai_sentiment.json"), spec_dir=tmp_path)
+    assert [t.name for t in get_tasks(str(tmp_path))] == ["waimai_sentiment"]  # a folder's YAML specs count
+    (tmp_path / "broken.yml").write_text("name: x\nfiles: [\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"broken.yml:3: not valid YAML"):
+        load_spec(tmp_path / "broken.yml")

@@ -1,4 +1,4 @@
-"""Tasks as data: a task is a JSON spec file (files, format, columns, labels, cleaner, metric); this module reads
+"""Tasks as data: a task is a JSON (or YAML) spec file (files, format, columns, labels, cleaner, metric); this module reads
 and checks specs, and keeps the registry of the bundled ones (code/assets/tasks/).
 
 A spec (README "Your own tasks" has a complete example):
@@ -192,20 +192,40 @@ def task_from_spec(spec: dict, where: str, spec_dir: Path) -> Task:
                 skip_bad_rows=bool(spec.get("skip_bad_rows", False)), spec_dir=spec_dir)
 
 
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_spec(path: str | Path) -> Task:
-    """The task described by a JSON spec file."""
+    """The task described by a spec file: JSON, or YAML (.yaml / .yml, read by PyYAML, which transformers needs
+    anyway) with the same keys."""
     path = Path(path)
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise UsageError(f"{path}: cannot read the task spec ({err.strerror})") from None
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise UsageError(f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    else:
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
     return task_from_spec(spec, str(path), path.resolve().parent)
 
 
+def _specs_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SPEC_SUFFIXES)
+
+
 def _load_registry() -> dict[str, Task]:
-    tasks = [load_spec(p) for p in sorted(SPEC_DIR.glob("*.json"))]
+    tasks = [load_spec(p) for p in _specs_in(SPEC_DIR)]
     registry = {t.name: t for t in tasks}
     order = list(DEFAULT_TASKS) + sorted(set(registry) - set(DEFAULT_TASKS))
     return {name: registry[name] for name in order}
@@ -233,14 +253,14 @@ def get_tasks(names: Optional[Iterable[str] | str] = None) -> list[Task]:
 
         path = resolve(item)
         if path.is_dir():
-            specs = sorted(path.glob("*.json"))
+            specs = _specs_in(path)
             if not specs:
-                raise UsageError(f"--tasks {item}: the folder holds no task spec (*.json)")
+                raise UsageError(f"--tasks {item}: the folder holds no task spec (*.json, *.yaml)")
             tasks += [load_spec(p) for p in specs]
-        elif path.is_file() or item.endswith(".json"):
+        elif path.is_file() or path.suffix.lower() in SPEC_SUFFIXES:
             tasks.append(load_spec(path))
         else:
-            raise UsageError(f"unknown task(s) [{item!r}]; known: {sorted(REGISTRY)}, or give a spec file (.json) "
+            raise UsageError(f"unknown task(s) [{item!r}]; known: {sorted(REGISTRY)}, or give a spec file (.json, .yaml) "
                              "or a folder of them")
     seen: set[str] = set()
     for task in tasks:
