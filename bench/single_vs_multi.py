@@ -60,7 +60,7 @@ def chart(rows: list[dict], path: Path) -> str:
     ax.set_xticks(range(len(rows)), [f"{r['task']}\n({r['metric']})" for r in rows], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("validation score")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     ax.set_title("Each task alone vs all together (same encoder, recipe and examples per task)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
