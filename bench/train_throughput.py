@@ -124,51 +124,48 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
             timed_steps += timer.steps - task_warmup
             # accelerate prefetches one batch, so the counter may hold one more than was consumed
             counters.append(counter.batches[task_warmup:timer.steps])
-    elif variant == "bare":
+    else:  # the multi-task variants: one model with a head per task over the same train splits
         config = add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
         model = BertMultiTaskModel(config).to(device)
         dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
-        sampler = MultiTaskBatchSampler(dataset.sizes, batch_size, seed=2020,
-                                        lengths=[d.lengths for d in dataset.datasets.values()])
-        collate = MultiTaskCollator(tokenizer.pad_token_id)
-        batches = [collate([dataset[i] for i in b]) for b, _ in zip(sampler, range(steps))]
-        counters.append([(int(b["attention_mask"].sum()), b["attention_mask"].numel(), b["attention_mask"].shape[1])
-                         for b in batches[warmup:]])
-        # the fused kernel, as the Trainer's default optim ("adamw_torch_fused" with torch >= 2.8): the fastest AdamW here
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, fused=True)
-        model.train()
-        for step, batch in enumerate(batches):
-            if step == warmup:
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model(**batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        elapsed, timed_steps = time.perf_counter() - start, len(batches) - warmup
-    else:
-        config = add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
-        model = BertMultiTaskModel(config)
-        dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
-        counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id, 8 if variant == "d" else None))
-        timer = step_timer(warmup)
-        strategy = "group_by_length" if variant in ("c", "d", "c_lean") else "random"
-        extra = {"max_grad_norm": 0.0} if variant == "c_lean" else {}  # c_lean: no clipping and no EMA, as bare
-        if variant == "d":  # the same tokens per step as (c) on average, in fuller batches
-            mean_length = float(torch.cat([d.lengths for d in dataset.datasets.values()]).float().mean())
-            extra = {"max_tokens_per_batch": int(batch_size * mean_length), "pad_to_multiple_of": 8}
-        trainer = MultiTaskTrainer(model=model, args=training_args(out, steps, batch_size, bf16, compile_,
-                                                                   train_sampling_strategy=strategy, **extra),
-                                   train_dataset=dataset, data_collator=counter, callbacks=[timer],
-                                   ema_decay=0.0 if variant == "c_lean" else 0.999)
-        trainer.train()
-        elapsed, timed_steps = timer.end - timer.start, timer.steps - warmup
-        counters.append(counter.batches[warmup:timer.steps])
+        if variant == "bare":
+            sampler = MultiTaskBatchSampler(dataset.sizes, batch_size, seed=2020,
+                                            lengths=[d.lengths for d in dataset.datasets.values()])
+            counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id))
+            batches = [counter([dataset[i] for i in b]) for b, _ in zip(sampler, range(steps))]
+            counters.append(counter.batches[warmup:])
+            # the fused kernel, as the Trainer's default optim ("adamw_torch_fused" with torch >= 2.8): the fastest AdamW here
+            optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, fused=True)
+            model.train()
+            for step, batch in enumerate(batches):
+                if step == warmup:
+                    if torch.cuda.is_available():
+                        torch.cuda.synchronize()
+                    start = time.perf_counter()
+                batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = model(**batch).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            elapsed, timed_steps = time.perf_counter() - start, len(batches) - warmup
+        else:
+            counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id, 8 if variant == "d" else None))
+            timer = step_timer(warmup)
+            strategy = "group_by_length" if variant in ("c", "d", "c_lean") else "random"
+            extra = {"max_grad_norm": 0.0} if variant == "c_lean" else {}  # c_lean: no clipping and no EMA, as bare
+            if variant == "d":  # the same tokens per step as (c) on average, in fuller batches
+                mean_length = float(torch.cat([d.lengths for d in dataset.datasets.values()]).float().mean())
+                extra = {"max_tokens_per_batch": int(batch_size * mean_length), "pad_to_multiple_of": 8}
+            trainer = MultiTaskTrainer(model=model, args=training_args(out, steps, batch_size, bf16, compile_,
+                                                                       train_sampling_strategy=strategy, **extra),
+                                       train_dataset=dataset, data_collator=counter, callbacks=[timer],
+                                       ema_decay=0.0 if variant == "c_lean" else 0.999)
+            trainer.train()
+            elapsed, timed_steps = timer.end - timer.start, timer.steps - warmup
+            counters.append(counter.batches[warmup:timer.steps])
 
     batches = [b for c in counters for b in c]
     real, computed = sum(b[0] for b in batches), sum(b[1] for b in batches)

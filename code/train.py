@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("model: %d parameters, %d trainable; tasks %s", model.num_parameters(), trainable, model.config.task_names)
 
-    def dataset(split: str) -> MultiTaskDataset:
+    def dataset(split: str, among: list[Task] = tasks) -> MultiTaskDataset:
         return MultiTaskDataset({t.name: SingleTaskDataset(cached[t.name][split], model.config.task_names.index(t.name))
-                                 for t in tasks})
+                                 for t in among})
 
     # ---- trainer ----
     trainer = MultiTaskTrainer(
@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         skipped = [t.name for t in tasks if t not in predicted]
         if skipped:
             logger.info("--do_predict: task(s) %s name no test file in their spec; not predicted", skipped)
-        predict_set = MultiTaskDataset({t.name: SingleTaskDataset(cached[t.name]["predict"],
-                                                                  model.config.task_names.index(t.name))
-                                        for t in predicted})
+        predict_set = dataset("predict", predicted)
         predictions = trainer.predict_tasks(predict_set)  # every process takes part
         if trainer.is_world_process_zero():  # one process writes
             out_dir = resolve(prediction_args.prediction_dir)

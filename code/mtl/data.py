@@ -71,6 +71,12 @@ class MultiTaskDataset(Dataset):
         return self.datasets[self.task_names[t]][i - self.starts[t]]
 
 
+def round_up(n: int, multiple: int) -> int:
+    """`n` rounded up to a multiple of `multiple`: a batch's padded width (the collator pads to it, the token-budget
+    sampler counts it)."""
+    return -(-n // multiple) * multiple
+
+
 def _length_grouped(indices: list[int], lengths: torch.Tensor, mega: int) -> list[int]:
     """Within consecutive chunks of `mega` random indices, order by length (longest first)."""
     out: list[int] = []
@@ -155,10 +161,10 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         budget, m, replicas = self.max_tokens, self.pad_multiple, self.num_replicas
         batches, current, width = [], [], 0
         for i, n in zip(local, lengths[local].tolist()):
-            new_width = max(width, -(-n // m) * m)
+            new_width = max(width, round_up(n, m))
             if current and len(current) >= replicas and -(-(len(current) + 1) // replicas) * new_width > budget:
                 batches.append(current)
-                current, new_width = [], -(-n // m) * m
+                current, new_width = [], round_up(n, m)
             current.append(start + i)
             width = new_width
         if current:
@@ -230,7 +236,7 @@ class MultiTaskCollator:
         if len(task_ids) != 1:
             raise ValueError(f"a batch must come from one task, got task ids {sorted(task_ids)}")
         lengths = [len(e["input_ids"]) for e in examples]
-        width = -(-max(lengths) // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = round_up(max(lengths), self.pad_to_multiple_of)
         input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(examples), width), dtype=torch.long)
         attention_mask = torch.zeros((len(examples), width), dtype=torch.long)

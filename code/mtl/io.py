@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Iterator, Optional, Sequence
@@ -51,9 +52,7 @@ class ReadReport:
             f"{len(self.dropped)} rows dropped"
         )
         if self.dropped:
-            kinds: dict[str, int] = {}
-            for row in self.dropped:
-                kinds[row.kind] = kinds.get(row.kind, 0) + 1
+            kinds = Counter(row.kind for row in self.dropped)
             text += " (" + ", ".join(f"{n} {kind}" for kind, n in kinds.items()) + ")"
         if self.repaired_fields:
             text += f", {self.repaired_fields} texts repaired (U+FEFF, tab or line break removed)"

@@ -154,7 +154,8 @@ def read_generic(task: Task, path: Path, with_label: bool, labels: Optional[Coll
         if with_label:
             table.columns["label"].append(label)
         table.lines.append(line)
-        first_of_id.setdefault(row_id, line)
+        if unique_ids:
+            first_of_id.setdefault(row_id, line)
     if conflicts:
         logger.warning("%s: %d texts appear again with another label (kept: the data says both)", path, conflicts)
     report.rows = len(table)

@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+import yaml
+
+from .cleaning import CLEANERS
 from .errors import UsageError
+from .paths import resolve
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "assets" / "tasks"
 ROUND1_DIR, ROUND2_DIR = "nlp_round1_data", "nlp_round2_data"  # the competition's folders, as its specs name them
@@ -92,8 +96,6 @@ class Task:
     def path(self, spec_path: str, data_dir: str | Path) -> Path:
         """A file path of the spec made absolute: `{data_dir}/x` under data_dir, a relative one under spec_dir."""
         if spec_path.startswith("{data_dir}/"):
-            from .paths import resolve
-
             return resolve(str(data_dir)) / spec_path.removeprefix("{data_dir}/")
         path = Path(spec_path).expanduser()
         return path if path.is_absolute() else self.spec_dir / path
@@ -180,8 +182,6 @@ def task_from_spec(spec: dict, where: str, spec_dir: Path) -> Task:
         raise _fail(where, f"'metric.pos_label' {pos_label!r} is not one of 'labels' {list(labels)}")
 
     cleaner = spec.get("cleaner")
-    from .cleaning import CLEANERS
-
     if cleaner is not None and cleaner not in CLEANERS:
         raise _fail(where, f"'cleaner' {cleaner!r}: use one of {sorted(CLEANERS)} or null")
     return Task(name=name, text_columns=tuple(texts), train=files["train"], tests=tuple(tests.items()),
@@ -204,8 +204,6 @@ def load_spec(path: str | Path) -> Task:
     except OSError as err:
         raise UsageError(f"{path}: cannot read the task spec ({err.strerror})") from None
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         try:
             spec = yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -249,8 +247,6 @@ def get_tasks(names: Optional[Iterable[str] | str] = None) -> list[Task]:
         if item.lower() in REGISTRY:
             tasks.append(REGISTRY[item.lower()])
             continue
-        from .paths import resolve
-
         path = resolve(item)
         if path.is_dir():
             specs = _specs_in(path)

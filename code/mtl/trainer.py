@@ -104,8 +104,7 @@ class MultiTaskTrainer(Trainer):
             dataset.sizes, batch_size, shuffle=training, seed=self.args.data_seed or self.args.seed,
             drop_last=training and self.args.dataloader_drop_last, lengths=lengths, mixing=mixing,
             num_replicas=self.args.world_size, rank=self.args.process_index,
-            **({"max_tokens": max_tokens, "pad_multiple": getattr(self.args, "pad_to_multiple_of", None) or 1}
-               if max_tokens is not None else {}))
+            max_tokens=max_tokens, pad_multiple=getattr(self.args, "pad_to_multiple_of", None) or 1)
         collate = TaskGroupCollator(self.data_collator) if pcgrad else self.data_collator
         # The Trainer moves each batch to the device itself (_prepare_inputs).
         return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
