@@ -18,11 +18,13 @@ from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, Training
 from mtl.errors import UsageError, run_cli
 from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve
 from mtl.pretraining import (
+    SAVE_DTYPES,
     ChineseWholeWordMaskCollator,
     MaskedLMTrainer,
     MLMDataset,
     encode_with_words,
     file_texts,
+    save_weights_as,
     task_texts,
 )
 from mtl.tasks import DEFAULT_TASKS, get_tasks
@@ -37,12 +39,16 @@ class PretrainArguments:
     config_name: Optional[str] = field(default=None, metadata={"help": "Config (directory or .json) for pretraining from scratch."})
     config_overrides: Optional[str] = field(default=None, metadata={"help": "Override config sizes when training from scratch, e.g. 'hidden_size=128,num_hidden_layers=4'."})
     tokenizer_dir: str = field(default=DEFAULT_TOKENIZER_DIR, metadata={"help": "Tokenizer, when the model has none of its own."})
-    data_dir: str = field(default="tcdata", metadata={"help": "Competition data root; its task texts (train + test, labels unused) are the corpus."})
+    data_dir: str = field(default="tcdata", metadata={"help": "Competition data root; its task texts (train split + test files, labels unused) are the corpus."})
+    train_val_split_ratio: float = field(default=0.1, metadata={"help": "train.py's validation fraction: those rows' texts are left out of the corpus (keep it equal to train.py's)."})
+    split_seed: int = field(default=2020, metadata={"help": "train.py's split seed (keep it equal to train.py's)."})
+    include_validation_texts: bool = field(default=False, metadata={"help": "Also pretrain on the validation rows' texts (then validation scores are no longer of unseen text)."})
     tasks: str = field(default=",".join(DEFAULT_TASKS), metadata={"help": "Tasks (names or spec files) whose texts form the corpus."})
     train_files: Optional[str] = field(default=None, metadata={"help": "Comma-separated plain-text files (a text per line) to use instead of the task texts."})
     max_seq_length: int = field(default=128, metadata={"help": "Longest tokenized text; longer ones are truncated."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens to mask (whole jieba words)."})
     validation_size: int = field(default=2000, metadata={"help": "Texts held out to report MLM loss and masked-token accuracy."})
+    save_dtype: str = field(default="float32", metadata={"help": "Weights' type in the saved model.safetensors: float32, or float16 for a half-size file to ship (the config stays float32, so from_pretrained loads it as float32 for training)."})
 
 
 @dataclass
@@ -76,6 +82,8 @@ def build_model(args: PretrainArguments) -> BertForMaskedLM:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = HfArgumentParser((PretrainArguments, PretrainTrainingArguments), description=__doc__)
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if args.save_dtype not in SAVE_DTYPES:
+        raise UsageError(f"--save_dtype {args.save_dtype!r}: choose one of {sorted(SAVE_DTYPES)}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     training_args.output_dir = str(resolve(training_args.output_dir))
@@ -86,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.train_files:
         texts = file_texts(resolve(p) for p in args.train_files.split(","))
     else:
-        texts = task_texts(get_tasks(args.tasks), resolve(args.data_dir))
+        texts = task_texts(get_tasks(args.tasks), resolve(args.data_dir), args.train_val_split_ratio, args.split_seed,
+                           args.include_validation_texts)
     features = encode_with_words(tokenizer, texts, args.max_seq_length)
     order = np.random.default_rng(training_args.seed).permutation(len(texts))
     held = min(args.validation_size, len(texts) // 10)
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         before = trainer.evaluate(metric_key_prefix="eval_before")
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
+    if args.save_dtype != "float32":
+        save_weights_as(training_args.output_dir, args.save_dtype)
     metrics = dict(result.metrics)
     if held:
         metrics.update(before)

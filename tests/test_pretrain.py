@@ -4,13 +4,15 @@ from __future__ import annotations
 import jieba
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import BertForMaskedLM
 
 import choose_profile
 import pretrain
 import train
-from helpers import DATA_DIR, TINY_CONFIG
+from helpers import DATA_DIR, TINY_CONFIG, data_args
 from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, encode_with_words, task_texts
+from mtl.task_files import TaskFiles, read_clean, train_validation_tables
 from mtl.tasks import TASKS
 
 SENTENCE = "我们喜欢北京天安门"  # jieba: 我们 / 喜欢 / 北京 / 天安门
@@ -59,13 +61,31 @@ def test_mask_rate_and_replacement_split_on_a_real_batch(tokenizer):
     assert 0.08 <= 1 - as_mask - kept <= 0.12  # random replacements
 
 
+def test_corpus_leaves_out_the_validation_rows_train_py_scores(tmp_path):
+    task = TASKS["ocemotion"]
+    corpus = set(task_texts([task], DATA_DIR))
+    files = TaskFiles.of(task, str(DATA_DIR), None)
+    _, train_rows, validation_rows, _ = train_validation_tables(task, files, data_args(tmp_path))
+    train_texts, validation_texts = set(train_rows.columns["text"]), set(validation_rows.columns["text"])
+    test_texts = {t for path in files.tests.values() for t in read_clean(task, path, False).columns["text"]}
+    only_validation = validation_texts - train_texts - test_texts  # (test files repeat some train-file texts)
+    assert len(only_validation) > 3000  # the 10% split: 3,570 rows
+    assert not corpus & only_validation
+    assert train_texts <= corpus
+    assert only_validation <= set(task_texts([task], DATA_DIR, include_validation=True))
+
+
 def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
     from transformers import AutoTokenizer
 
     metrics = pretrain.main(["--config_name", str(TINY_CONFIG), "--output_dir", str(tmp_path / "mlm"),
                              "--data_dir", str(small_data_dir), "--max_steps", "5", "--validation_size", "50",
-                             "--report_to", "none", "--disable_tqdm", "true"])
+                             "--save_dtype", "float16", "--report_to", "none", "--disable_tqdm", "true"])
     assert {"eval_loss", "eval_accuracy", "eval_before_loss"} <= set(metrics)
+    # --save_dtype float16: a half-size file whose config still says float32, so training loads float32 weights
+    saved = load_file(str(tmp_path / "mlm" / "model.safetensors"))
+    assert {v.dtype for v in saved.values()} == {torch.float16}
+    assert BertForMaskedLM.from_pretrained(str(tmp_path / "mlm")).bert.embeddings.word_embeddings.weight.dtype == torch.float32
     assert metrics["eval_loss"] < metrics["eval_before_loss"]
     assert AutoTokenizer.from_pretrained(str(tmp_path / "mlm"))("北京")["input_ids"] == [101, 1266, 776, 102]
     scores = train.main(["--model_name_or_path", str(tmp_path / "mlm"), "--do_eval", "--data_dir", str(small_data_dir),

@@ -18,23 +18,27 @@ import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
+from .args import DataTrainingArguments
 from .encoding import truncating_backend
-from .task_files import TaskFiles, read_clean
+from .task_files import TaskFiles, read_clean, train_validation_tables
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
 
 
-def task_texts(tasks: Iterable[Task], data_dir: Path) -> list[str]:
-    """Every text of the tasks' train and test files (labels unused), cleaned, de-duplicated, in first-seen order.
-    OCNLI premises and hypotheses are separate lines."""
+def task_texts(tasks: Iterable[Task], data_dir: Path, split_ratio: float = 0.1, split_seed: int = 2020,
+               include_validation: bool = False) -> list[str]:
+    """The texts of the tasks' train splits and test files (labels unused), cleaned, de-duplicated, in first-seen
+    order. OCNLI premises and hypotheses are separate lines. The validation rows are left out (unless asked): the
+    split is train.py's (same ratio and seed), so a model pretrained here has not seen the texts it is scored on."""
     texts: dict[str, None] = {}
+    split = DataTrainingArguments(data_dir=str(data_dir), train_val_split_ratio=split_ratio, split_seed=split_seed)
     for task in tasks:
         files = TaskFiles.of(task, str(data_dir), None)
-        for path, with_label in ((files.train, True), (files.validation, True), *((p, False) for p in files.tests.values())):
-            if path is None:
-                continue
-            table = read_clean(task, path, with_label)
+        _, train, validation, _ = train_validation_tables(task, files, split)
+        tables = [train, validation] if include_validation else [train]
+        tables += [read_clean(task, path, False) for path in files.tests.values()]
+        for table in tables:
             for column in task.text_columns:
                 texts.update(dict.fromkeys(table.columns[column]))
     return list(texts)
@@ -177,6 +181,21 @@ class MaskedLMTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+
+SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def save_weights_as(model_dir: str | Path, dtype: str) -> None:
+    """Rewrite a saved model's model.safetensors with floating-point weights in `dtype` (e.g. float16: half the size,
+    to ship a checkpoint in the repository). config.json keeps float32, so `from_pretrained` (whose default dtype is
+    "auto": the config's) loads the weights back as float32 for training."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(model_dir) / "model.safetensors"
+    weights = load_file(str(path))
+    save_file({k: (v.to(SAVE_DTYPES[dtype]) if v.is_floating_point() else v).contiguous() for k, v in weights.items()},
+              str(path), metadata={"format": "pt"})
 
 
 def masked_lm_step(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
