@@ -4,7 +4,7 @@
 # default), (b) the 2020 task loss weights ocnli=1.0,ocemotion=1.5,tnews=1.5, (c) temperature sampling T=2,
 # (d) uniform sampling, (e) PCGrad (one batch of each task per step), (f) PCGrad with the EMA decay 0.997 = 0.999^3
 # (a PCGrad step reads three batches: the same averaging horizon in rows). Validation macro-F1 per task at the end of stage 1 (EMA weights) and the wall time.
-# Usage: MODEL=user_data/demo_model bash bench/task_strategies.sh [OUT_DIR]   (a model run.sh's demo pretrained)
+# Usage: MODEL=user_data/demo_model bash bench/task_strategies.sh [OUT_DIR]   (measured with the model PRETRAIN_EPOCHS=0.3 bash run.sh pretrains; MODEL=code/assets/demo_encoder for the bundled one)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-.venv/bin/python}

@@ -52,3 +52,33 @@ def test_baseline_profile_whole_epochs_through_run_sh(tmp_path, small_data_dir, 
     assert ids == [str(i) for i in range(1500, 3000)]  # test B
     with zipfile.ZipFile(pred / "submit.zip") as archive:
         assert sorted(archive.namelist()) == sorted(f"{t}_predict.json" for t in TASKS)
+
+
+DEMO_ENCODER = REPO_ROOT / "code" / "assets" / "demo_encoder"
+
+
+@pytest.mark.parametrize("encoder", ["bundled", "from_scratch"])
+def test_demo_profile_through_run_sh(tmp_path, small_data_dir, encoder):
+    """A newcomer's `bash run.sh` on a CPU: the demo profile fine-tunes the bundled encoder and leaves it as it was;
+    PRETRAIN_EPOCHS pretrains one from scratch first (here with the tiny config)."""
+    env = dict(os.environ, PROFILE="demo", STAGE1_EPOCHS="1", STAGE2_EPOCHS="1", MAX_SEQ_LENGTH="64",
+               DATA_DIR=str(small_data_dir), OUTPUT_DIR=str(tmp_path / "user_data"),
+               PREDICTION_DIR=str(tmp_path / "prediction_result"), PYTHON=sys.executable,
+               EXTRA_ARGS="--disable_tqdm true --eval_steps 1000 --save_steps 1000")
+    if encoder == "from_scratch":
+        env.update(PRETRAIN_EPOCHS="1", DEMO_CONFIG=str(TINY_CONFIG))
+    before = {p.name: p.read_bytes() for p in DEMO_ENCODER.iterdir()}
+    result = subprocess.run(["bash", str(REPO_ROOT / "run.sh")], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "| eval |" in result.stdout.splitlines()[-4]
+    config = json.loads((tmp_path / "user_data" / "stage2" / "config.json").read_text())
+    assert config["task_names"] == list(TASKS)
+    if encoder == "bundled":
+        assert "fine-tuning the pretrained encoder code/assets/demo_encoder" in result.stdout
+        assert config["hidden_size"] == json.loads((DEMO_ENCODER / "config.json").read_text())["hidden_size"]
+        assert not (tmp_path / "user_data" / "demo_model").exists()
+    else:
+        assert "pretraining the demo model from scratch" in result.stdout
+        assert (tmp_path / "user_data" / "demo_model" / "model.safetensors").exists()
+        assert config["hidden_size"] == json.loads(TINY_CONFIG.read_text())["hidden_size"]
+    assert {p.name: p.read_bytes() for p in DEMO_ENCODER.iterdir()} == before  # the bundled files are never written
