@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # ---- model ----
     model = load_model(model_args.model_name_or_path, model_args.config_name, [t.name for t in tasks],
                        [len(label2id[t.name]) for t in tasks], [id2label[t.name] for t in tasks], model_args.cache_dir,
-                       drop_other_heads=model_args.drop_other_heads,
+                       drop_other_heads=model_args.drop_other_heads, config_overrides=model_args.config_overrides,
                        task_label_names=[{label: t.label_name(label) for label in label2id[t.name]} for t in tasks],
                        task_text_columns=[list(t.text_columns) for t in tasks], task_cleaners=[t.cleaner for t in tasks])
     if training_args.do_train:  # predict.py truncates new texts as training did

@@ -1,10 +1,12 @@
 """Attention pooling ignores padding; multi-task checkpoints round-trip; the three ways to load a model."""
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from helpers import TINY_CONFIG
+from mtl.errors import UsageError
 from mtl.model import Attention, BertMultiTaskModel, add_tasks_to_config, load_model
 
 TASKS = ["ocnli", "ocemotion", "tnews"]
@@ -80,6 +82,20 @@ def test_encoder_checkpoint_loads_encoder_and_new_heads(tmp_path):
     for name, p in model.bert.named_parameters():
         assert torch.equal(p, encoder[name]), name
     assert set(model.heads) == set(TASKS)
+
+
+def test_config_overrides_change_the_loaded_model_and_name_unknown_keys(tmp_path):
+    torch.manual_seed(1)
+    BertForMaskedLM(BertConfig.from_pretrained(str(TINY_CONFIG))).save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), None, TASKS, CLASSES, [{}, {}, {}],
+                       config_overrides="hidden_dropout_prob=0,attention_probs_dropout_prob=0")
+    assert model.bert.embeddings.dropout.p == 0.0 and model.config.attention_probs_dropout_prob == 0.0
+    model.train()
+    ids = torch.tensor([[101, 1266, 776, 102]])
+    first = model.bert(input_ids=ids).last_hidden_state
+    assert torch.equal(first, model.bert(input_ids=ids).last_hidden_state)  # no dropout left in training mode
+    with pytest.raises(UsageError, match="hiden_size"):
+        load_model(str(tmp_path), None, TASKS, CLASSES, [{}, {}, {}], config_overrides="hiden_size=8")
 
 
 def test_config_name_gives_random_init_and_missing_source_is_an_error():

@@ -54,6 +54,7 @@ class ModelArguments:
     config_name: Optional[str] = field(default=None, metadata={"help": "Config (directory or .json) for a randomly initialised model, when no weights are given."})
     tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer, if not the model's own (default: the model's, else --tokenizer_dir)."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are stored."})
+    config_overrides: Optional[str] = field(default=None, metadata={"help": "Override config settings of the encoder before loading, e.g. 'hidden_dropout_prob=0,attention_probs_dropout_prob=0' (as HF run_mlm's option)."})
     freeze: bool = field(default=False, metadata={"help": "Freeze the encoder and train only the task heads (stage 2)."})
     drop_other_heads: bool = field(default=False, metadata={"help": "Loading a multi-task checkpoint, drop its heads for tasks not in --tasks (by default they are kept, and saved with the model)."})
 

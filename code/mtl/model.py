@@ -160,7 +160,8 @@ def max_positions(model_name_or_path: Optional[str], config_name: Optional[str],
 
 def load_model(model_name_or_path: Optional[str], config_name: Optional[str], task_names: list[str],
                task_num_labels: list[int], task_id2label: list[dict[int, str]],
-               cache_dir: Optional[str] = None, drop_other_heads: bool = False, **task_metadata) -> BertMultiTaskModel:
+               cache_dir: Optional[str] = None, drop_other_heads: bool = False, config_overrides: Optional[str] = None,
+               **task_metadata) -> BertMultiTaskModel:
     """The three ways to get a model, as in the HF examples.
 
     - a saved multi-task checkpoint (its config names tasks): encoder and heads restored; a task it has no head for
@@ -169,6 +170,8 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
     - any BERT-architecture checkpoint (e.g. hfl/chinese-roberta-wwm-ext-large): encoder loaded, heads new;
     - `config_name` with no weights: random initialisation from the config.
     A local directory is read from disk only; a hub id is fetched only when it is not a local path.
+    `config_overrides`: "key=value,..." applied to the encoder's config before loading (HF run_mlm's option), e.g.
+    "hidden_dropout_prob=0,attention_probs_dropout_prob=0"; a key the config does not have is an error.
     `task_metadata`: the other add_tasks_to_config fields (label names, text columns, cleaners) for new heads.
     """
     if model_name_or_path:
@@ -177,6 +180,7 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
         if model_type not in ("bert", BertMultiTaskConfig.model_type):
             raise UsageError(f"{model_name_or_path}: model_type {model_type!r}; a BERT-architecture encoder is required")
         config = BertConfig.from_dict({k: v for k, v in config_dict.items() if k != "model_type"})
+        _override(config, config_overrides)
         if getattr(config, "task_names", None):
             config = _with_tasks(as_multitask_config(config), model_name_or_path, task_names, task_num_labels,
                                  task_id2label, drop_other_heads, task_metadata)
@@ -185,8 +189,18 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
         return BertMultiTaskModel.from_pretrained(model_name_or_path, config=config, cache_dir=cache_dir)
     if config_name:
         config = BertConfig.from_pretrained(config_name, cache_dir=cache_dir)
+        _override(config, config_overrides)
         return BertMultiTaskModel(add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata))
     raise UsageError("give --model_name_or_path (weights) or --config_name (random initialisation)")
+
+
+def _override(config: BertConfig, overrides: Optional[str]) -> None:
+    if not overrides:
+        return
+    try:
+        config.update_from_string(overrides)
+    except ValueError as error:
+        raise UsageError(f"--config_overrides {overrides!r}: {error}") from None
 
 
 _TASK_LISTS = ("task_names", "task_num_labels", "task_id2label", "task_label_names", "task_text_columns", "task_cleaners")
