@@ -16,6 +16,7 @@ import transformers
 from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, TrainingArguments, set_seed
 
 from mtl.errors import UsageError, run_cli
+from mtl.model import override_config
 from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve
 from mtl.pretraining import (
     SAVE_DTYPES,
@@ -74,8 +75,7 @@ def build_model(args: PretrainArguments) -> BertForMaskedLM:
     if not args.config_name:
         raise UsageError("give --model_name_or_path (continued pretraining) or --config_name (from scratch)")
     config = BertConfig.from_pretrained(str(resolve(args.config_name)))
-    if args.config_overrides:
-        config.update_from_string(args.config_overrides)
+    override_config(config, args.config_overrides)
     return BertForMaskedLM(config)
 
 

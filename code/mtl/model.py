@@ -180,7 +180,7 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
         if model_type not in ("bert", BertMultiTaskConfig.model_type):
             raise UsageError(f"{model_name_or_path}: model_type {model_type!r}; a BERT-architecture encoder is required")
         config = BertConfig.from_dict({k: v for k, v in config_dict.items() if k != "model_type"})
-        _override(config, config_overrides)
+        override_config(config, config_overrides)
         if getattr(config, "task_names", None):
             config = _with_tasks(as_multitask_config(config), model_name_or_path, task_names, task_num_labels,
                                  task_id2label, drop_other_heads, task_metadata)
@@ -189,12 +189,13 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], ta
         return BertMultiTaskModel.from_pretrained(model_name_or_path, config=config, cache_dir=cache_dir)
     if config_name:
         config = BertConfig.from_pretrained(config_name, cache_dir=cache_dir)
-        _override(config, config_overrides)
+        override_config(config, config_overrides)
         return BertMultiTaskModel(add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata))
     raise UsageError("give --model_name_or_path (weights) or --config_name (random initialisation)")
 
 
-def _override(config: BertConfig, overrides: Optional[str]) -> None:
+def override_config(config: BertConfig, overrides: Optional[str]) -> None:
+    """--config_overrides "key=value,..." (HF run_mlm's option) applied to `config`; a bad one is a UsageError."""
     if not overrides:
         return
     try:

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
 from .args import DataTrainingArguments
@@ -190,8 +191,6 @@ def save_weights_as(model_dir: str | Path, dtype: str) -> None:
     """Rewrite a saved model's model.safetensors with floating-point weights in `dtype` (e.g. float16: half the size,
     to ship a checkpoint in the repository). config.json keeps float32, so `from_pretrained` (whose default dtype is
     "auto": the config's) loads the weights back as float32 for training."""
-    from safetensors.torch import load_file, save_file
-
     path = Path(model_dir) / "model.safetensors"
     weights = load_file(str(path))
     save_file({k: (v.to(SAVE_DTYPES[dtype]) if v.is_floating_point() else v).contiguous() for k, v in weights.items()},
