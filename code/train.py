@@ -23,6 +23,7 @@ from mtl.cache import load_or_build_task, read_label2id
 from mtl.curves import plot_curves
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.errors import UsageError, run_cli
+from mtl.labels import class_frequencies
 from mtl.metrics import format_scores
 from mtl.model import load_model, max_positions
 from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip
@@ -58,6 +59,8 @@ def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments
                     training_args: MultiTaskTrainingArguments) -> None:
     """Combinations that would fail late (after hours, on a GPU as a device-side assert): refused before any work,
     in one line."""
+    if model_args.logit_adjustment is not None and model_args.logit_adjustment < 0:
+        raise UsageError(f"--logit_adjustment {model_args.logit_adjustment}: give a tau >= 0 (0 turns it off)")
     positions = max_positions(model_args.model_name_or_path, model_args.config_name, model_args.cache_dir)
     if positions is not None and data_args.max_seq_length > positions:
         raise UsageError(f"--max_seq_length {data_args.max_seq_length} exceeds the model's {positions} position "
@@ -70,6 +73,19 @@ def task_metric(task: Task, label2id: dict[str, int]) -> tuple[str, int | None]:
     if pos is not None and pos not in label2id:
         raise UsageError(f"{task.name}: the metric's pos_label {pos!r} is not one of the task's labels {sorted(label2id)}")
     return task.metric.name, None if pos is None else label2id[pos]
+
+
+def set_logit_adjustment(config, tau: float | None, train_labels: dict[str, list[int]]) -> None:
+    """The priors of the post-hoc logit adjustment: this run's tasks' class frequencies in their train split (heads
+    of other tasks keep theirs); tau from --logit_adjustment, else the checkpoint's."""
+    old = config.task_class_priors or [None] * len(config.task_names)
+    config.task_class_priors = [class_frequencies(train_labels[name], config.task_num_labels[i])
+                                if name in train_labels else old[i] for i, name in enumerate(config.task_names)]
+    if tau is not None:
+        config.logit_adjustment = float(tau)
+    if config.logit_adjustment:
+        logger.info("logit adjustment: tau %g; predictions lowered by tau * log(train class frequency)",
+                    config.logit_adjustment)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -106,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                        task_text_columns=[list(t.text_columns) for t in tasks], task_cleaners=[t.cleaner for t in tasks])
     if training_args.do_train:  # predict.py truncates new texts as training did
         model.config.max_seq_length = data_args.max_seq_length
+    set_logit_adjustment(model.config, model_args.logit_adjustment,
+                         {t.name: cached[t.name]["train"]["labels"].tolist() for t in tasks})
     if model_args.freeze:
         model.freeze_encoder()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

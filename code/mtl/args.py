@@ -56,6 +56,7 @@ class ModelArguments:
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are stored."})
     config_overrides: Optional[str] = field(default=None, metadata={"help": "Override config settings of the encoder before loading, e.g. 'hidden_dropout_prob=0,attention_probs_dropout_prob=0' (as HF run_mlm's option)."})
     freeze: bool = field(default=False, metadata={"help": "Freeze the encoder and train only the task heads (stage 2)."})
+    logit_adjustment: Optional[float] = field(default=None, metadata={"help": "Post-hoc logit adjustment tau: at evaluation and prediction a task's logits are lowered by tau * log(class frequency in its train split), which predicts rare classes more often (Menon et al. 2021; macro-F1 weighs classes equally); 0 turns it off, 1 is the balanced-error choice. Saved in the model's config; by default a checkpoint's value is kept (0 for a new model)."})
     drop_other_heads: bool = field(default=False, metadata={"help": "Loading a multi-task checkpoint, drop its heads for tasks not in --tasks (by default they are kept, and saved with the model)."})
 
 

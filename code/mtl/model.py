@@ -48,7 +48,8 @@ class AttentionClassifier(nn.Module):
 
 class BertMultiTaskConfig(BertConfig):
     """BERT's config plus the tasks: names, class counts, raw labels and their readable names, the text columns each
-    task reads, its cleaner, and the truncation length used in training. Inference needs nothing else."""
+    task reads, its cleaner, the truncation length used in training, and the post-hoc logit adjustment (each task's
+    train-split class frequencies and the strength tau). Inference needs nothing else."""
 
     model_type = "bert_multitask"
 
@@ -56,7 +57,8 @@ class BertMultiTaskConfig(BertConfig):
                  task_id2label: Optional[list[dict[str, str]]] = None,
                  task_label_names: Optional[list[dict[str, str]]] = None,
                  task_text_columns: Optional[list[list[str]]] = None, task_cleaners: Optional[list[Optional[str]]] = None,
-                 max_seq_length: Optional[int] = None, **kwargs):
+                 max_seq_length: Optional[int] = None, task_class_priors: Optional[list[Optional[list[float]]]] = None,
+                 logit_adjustment: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.task_names = list(task_names or [])
         self.task_num_labels = [int(n) for n in task_num_labels or []]
@@ -65,6 +67,8 @@ class BertMultiTaskConfig(BertConfig):
         self.task_text_columns = task_text_columns
         self.task_cleaners = task_cleaners
         self.max_seq_length = max_seq_length
+        self.task_class_priors = task_class_priors
+        self.logit_adjustment = float(logit_adjustment)
 
     def task_index(self, task: str) -> int:
         if task not in self.task_names:
@@ -146,7 +150,20 @@ class BertMultiTaskModel(BertPreTrainedModel):
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.float(), labels.view(-1))
+        if not self.training:
+            logits = self.adjust_logits(logits, int(task_id))
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def adjust_logits(self, logits: torch.Tensor, task_id: int) -> torch.Tensor:
+        """Post-hoc logit adjustment (Menon et al., 2021, "Long-tail learning via logit adjustment"): at inference,
+        logits - tau * log(train-split class frequency), so rare classes are predicted more often. Cross-entropy fits
+        the train split's imbalance; macro-F1 weighs every class equally. Training (and its loss) sees raw logits."""
+        tau = getattr(self.config, "logit_adjustment", 0.0)
+        priors = (getattr(self.config, "task_class_priors", None) or [None] * (task_id + 1))[task_id]
+        if not tau or not priors:
+            return logits
+        log_prior = torch.tensor(priors, dtype=torch.float32, device=logits.device).log()
+        return (logits.float() - tau * log_prior).to(logits.dtype)
 
 
 def max_positions(model_name_or_path: Optional[str], config_name: Optional[str], cache_dir: Optional[str] = None) -> Optional[int]:
@@ -204,7 +221,8 @@ def override_config(config: BertConfig, overrides: Optional[str]) -> None:
         raise UsageError(f"--config_overrides {overrides!r}: {error}") from None
 
 
-_TASK_LISTS = ("task_names", "task_num_labels", "task_id2label", "task_label_names", "task_text_columns", "task_cleaners")
+_TASK_LISTS = ("task_names", "task_num_labels", "task_id2label", "task_label_names", "task_text_columns", "task_cleaners",
+               "task_class_priors")
 
 
 def _with_tasks(config: BertMultiTaskConfig, source: str, task_names: list[str], task_num_labels: list[int],
