@@ -3,13 +3,15 @@ train-split frequency); training sees the raw logits; train.py records the prior
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 from transformers import BertConfig
 
 import train
-from helpers import TINY_CONFIG, common
+from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.errors import UsageError
 from mtl.labels import IGNORE_LABEL, class_frequencies
 from mtl.model import BertMultiTaskModel, add_tasks_to_config, load_model
@@ -102,6 +104,14 @@ def test_evaluation_scores_the_adjusted_predictions(tmp_path, small_data_dir):
     strong = train.main(["--model_name_or_path", str(tmp_path / "plain"), "--do_eval", "--logit_adjustment", "5",
                          *common(tmp_path, small_data_dir, "strong")])
     assert strong["eval_tnews"] != plain["eval_tnews"]
+    # bench/logit_adjustment.py's sweep scores what train.py's evaluation scores, tau for tau
+    sweep = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "logit_adjustment.py"), "--model",
+                            str(tmp_path / "plain"), "--data_save_dir", str(tmp_path / "cache_plain"), "--data_dir",
+                            str(small_data_dir), "--max_seq_length", "64", "--taus", "0,5"],
+                           capture_output=True, text=True, check=True).stdout
+    rows = {line.split("|")[2].strip(): line.split("|")[6].strip() for line in sweep.splitlines()
+            if line.startswith("| all |")}
+    assert rows == {"0.0": f"{plain['eval_avg']:.4f}", "5.0": f"{strong['eval_avg']:.4f}"}
 
 
 def test_a_negative_tau_is_one_usage_error(tmp_path, small_data_dir):
