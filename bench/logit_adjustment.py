@@ -2,9 +2,9 @@
 --logit_adjustment), on the whole validation split and on its even and odd rows separately. A tau that is best on
 both halves is not an artefact of picking it on the rows it is scored on.
 
-The model's logits are computed once with the adjustment off; tau * log(prior) is then subtracted per tau, exactly
-as BertMultiTaskModel.adjust_logits does (priors: mtl.labels.class_frequencies of each task's train split in the
-cache).
+The model's logits are computed once with the adjustment off, then adjusted per tau by the model's own
+BertMultiTaskModel.adjust_logits (priors: mtl.labels.class_frequencies of each task's train split in the cache, as
+train.py sets them).
 
     python bench/logit_adjustment.py --model user_data/stage2 --data_save_dir user_data [--taus 0,0.1,...]
 """
@@ -26,15 +26,15 @@ from mtl.tasks import get_tasks
 from mtl.tokenizer import load_tokenizer
 
 
-def validation_logits(model, dataset: SingleTaskDataset, pad_id: int, batch_size: int = 128) -> np.ndarray:
+def validation_logits(model, dataset: SingleTaskDataset, pad_id: int, batch_size: int = 128) -> torch.Tensor:
     collate = MultiTaskCollator(pad_id)
     out = []
     with torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
             batch.pop("labels", None)
-            out.append(model(**batch).logits.float().numpy())
-    return np.concatenate(out)
+            out.append(model(**batch).logits.float())
+    return torch.cat(out)
 
 
 def main() -> None:
@@ -52,21 +52,23 @@ def main() -> None:
                                       cleaned_dir=args.data_save_dir, max_seq_length=args.max_seq_length)
     tasks = get_tasks(None)
     model = load_model(args.model, None, [t.name for t in tasks], [], [], drop_other_heads=False).eval()
-    model.config.logit_adjustment = 0.0  # raw logits; the sweep adjusts them below
+    config = model.config
+    config.task_class_priors = list(config.task_class_priors or [None] * len(config.task_names))
     scores = {part: {tau: [] for tau in taus} for part in ("all", "even rows", "odd rows")}
     for task in tasks:
         cached = load_or_build_task(task, tokenizer, data_args)
-        task_id = model.config.task_index(task.name)
-        num_classes = model.config.task_num_labels[task_id]
-        log_prior = np.log(class_frequencies(cached["train"]["labels"].tolist(), num_classes))
+        task_id = config.task_index(task.name)
+        config.task_class_priors[task_id] = class_frequencies(cached["train"]["labels"], config.task_num_labels[task_id])
+        config.logit_adjustment = 0.0  # raw logits once; adjusted per tau below
         logits = validation_logits(model, SingleTaskDataset(cached["val"], task_id), tokenizer.pad_token_id)
         gold = cached["val"]["labels"].numpy()
         rows = {"all": np.arange(len(gold)), "even rows": np.arange(0, len(gold), 2),
                 "odd rows": np.arange(1, len(gold), 2)}
-        for part, index in rows.items():
-            for tau in taus:
-                predicted = (logits[index] - tau * log_prior).argmax(-1)
-                scores[part][tau].append(f1_score(gold[index], predicted, average="macro"))
+        for tau in taus:
+            config.logit_adjustment = tau
+            predicted = model.adjust_logits(logits, task_id).argmax(-1).numpy()
+            for part, index in rows.items():
+                scores[part][tau].append(f1_score(gold[index], predicted[index], average="macro"))
     names = [t.name for t in tasks]
     lines = []
     for part, by_tau in scores.items():

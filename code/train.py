@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import transformers
 from transformers import HfArgumentParser, set_seed
@@ -75,7 +76,7 @@ def task_metric(task: Task, label2id: dict[str, int]) -> tuple[str, int | None]:
     return task.metric.name, None if pos is None else label2id[pos]
 
 
-def set_logit_adjustment(config, tau: float | None, train_labels: dict[str, list[int]]) -> None:
+def set_logit_adjustment(config, tau: float | None, train_labels: dict[str, Any]) -> None:
     """The priors of the post-hoc logit adjustment: this run's tasks' class frequencies in their train split (heads
     of other tasks keep theirs); tau from --logit_adjustment, else the checkpoint's."""
     old = config.task_class_priors or [None] * len(config.task_names)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if training_args.do_train:  # predict.py truncates new texts as training did
         model.config.max_seq_length = data_args.max_seq_length
     set_logit_adjustment(model.config, model_args.logit_adjustment,
-                         {t.name: cached[t.name]["train"]["labels"].tolist() for t in tasks})
+                         {t.name: cached[t.name]["train"]["labels"] for t in tasks})
     if model_args.freeze:
         model.freeze_encoder()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

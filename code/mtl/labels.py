@@ -34,11 +34,9 @@ def stratified_split(labels: list[str], ratio: float, seed: int) -> tuple[list[i
     return sorted(train.tolist()), sorted(val.tolist())
 
 
-
-
-def class_frequencies(label_ids: Iterable[int], num_classes: int) -> list[float]:
-    """Each class's share of the labelled rows, add-one smoothed so a class absent from them keeps a finite log
-    (the priors of the post-hoc logit adjustment, mtl.model.BertMultiTaskModel.adjust_logits)."""
-    ids = np.asarray([i for i in label_ids if i != IGNORE_LABEL], dtype=np.int64)
-    counts = np.bincount(ids, minlength=num_classes)[:num_classes] + 1
+def class_frequencies(label_ids: Iterable[int] | np.ndarray, num_classes: int) -> list[float]:
+    """Each class's share of the labelled rows (a cache's label tensor or any sequence of ids), add-one smoothed so a
+    class absent from them keeps a finite log (the priors of mtl.model.BertMultiTaskModel.adjust_logits)."""
+    ids = np.asarray(label_ids, dtype=np.int64)
+    counts = np.bincount(ids[ids != IGNORE_LABEL], minlength=num_classes)[:num_classes] + 1
     return (counts / counts.sum()).round(6).tolist()

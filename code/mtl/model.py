@@ -158,8 +158,8 @@ class BertMultiTaskModel(BertPreTrainedModel):
         """Post-hoc logit adjustment (Menon et al., 2021, "Long-tail learning via logit adjustment"): at inference,
         logits - tau * log(train-split class frequency), so rare classes are predicted more often. Cross-entropy fits
         the train split's imbalance; macro-F1 weighs every class equally. Training (and its loss) sees raw logits."""
-        tau = getattr(self.config, "logit_adjustment", 0.0)
-        priors = (getattr(self.config, "task_class_priors", None) or [None] * (task_id + 1))[task_id]
+        tau, priors = self.config.logit_adjustment, self.config.task_class_priors
+        priors = priors[task_id] if priors else None
         if not tau or not priors:
             return logits
         log_prior = torch.tensor(priors, dtype=torch.float32, device=logits.device).log()
