@@ -46,6 +46,8 @@ def run_args(tmp: Path, data_dir: Path, out: str) -> list[str]:
             # the multi-task strategies must mean the same in N processes (the resume test compares runs with them)
             "--task_sampling", "temperature", "--task_sampling_temperature", "2",
             "--task_loss_weights", "ocemotion=1.5,tnews=1.5",
+            # sharded evaluation and prediction must apply the logit adjustment as one process does
+            "--logit_adjustment", "1",
             *common(tmp, data_dir, out)]
 
 
