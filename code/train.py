@@ -29,6 +29,7 @@ from mtl.metrics import format_scores
 from mtl.model import load_model, max_positions
 from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
+from mtl.support import refuse_unsupported
 from mtl.tasks import Task, get_tasks
 from mtl.tokenizer import load_tokenizer, tokenizer_source
 from mtl.trainer import MultiTaskTrainer
@@ -60,6 +61,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments
                     training_args: MultiTaskTrainingArguments) -> None:
     """Combinations that would fail late (after hours, on a GPU as a device-side assert): refused before any work,
     in one line."""
+    refuse_unsupported(training_args, freeze=model_args.freeze)
     if model_args.logit_adjustment is not None and model_args.logit_adjustment < 0:
         raise UsageError(f"--logit_adjustment {model_args.logit_adjustment}: give a tau >= 0 (0 turns it off)")
     positions = max_positions(model_args.model_name_or_path, model_args.config_name, model_args.cache_dir)

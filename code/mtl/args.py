@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 
 from .errors import UsageError
 from .paths import DEFAULT_TOKENIZER_DIR
+from .support import refuse_backends
 from .task_mixing import STRATEGIES
 from .tasks import DEFAULT_TASKS
 
@@ -113,6 +114,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
         if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in ("true", "false"):
             # HF's `Trainer.train(resume_from_checkpoint=True)` means the last checkpoint in output_dir
             self.resume_from_checkpoint = True if self.resume_from_checkpoint.lower() == "true" else None
+        refuse_backends(self)
         super().__post_init__()
 
 
