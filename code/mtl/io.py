@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import tempfile
@@ -90,6 +91,28 @@ def decode_utf8(path: Path, data: bytes) -> str:
         raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
 
 
+class LabelSpellings:
+    """Refuses a file whose labels spell one number two ways ('1' and '1.0', '01' and '1'): they would silently
+    become two classes, with the rows of one class split between them."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = path
+        self.first: dict[float, tuple[str, int]] = {}
+
+    def check(self, label: str, line: int) -> None:
+        try:
+            number = float(label)
+        except ValueError:
+            return
+        if not math.isfinite(number):
+            return
+        other, other_line = self.first.setdefault(number, (label, line))
+        if other != label:
+            raise DataFormatError(f"{self.path}:{line}: label {label!r} and label {other!r} (line {other_line}) are "
+                                  "the same number written two ways, which would make two classes; write labels "
+                                  "consistently")
+
+
 def _physical_rows(path: Path, text: str, report: ReadReport) -> Iterator[tuple[int, str]]:
     """Yield (start line, logical row) after joining continuation lines; LF or CRLF line ends."""
     lines = text.split("\n")
@@ -139,6 +162,7 @@ def read_tsv(
     label_index = columns.index("label") if "label" in columns else None
     text_indices = [columns.index(c) for c in text_columns]
     first_line_of_id: dict[str, int] = {}
+    spellings = LabelSpellings(path)
     id_index = columns.index("id") if unique_ids else 0
     if data is None:
         if not path.is_file():
@@ -163,6 +187,8 @@ def read_tsv(
             report.dropped.append(DroppedRow(line, reason))
             logger.warning("%s:%d: dropped: %s", path, line, reason)
             continue
+        if label_index is not None:
+            spellings.check(fields[label_index], line)
         for name, value in zip(columns, fields):
             table.columns[name].append(value)
         table.lines.append(line)
