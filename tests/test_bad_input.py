@@ -269,3 +269,25 @@ def test_a_killed_writes_leftover_tmp_files_are_removed_by_the_next_write(tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"removed {stale}, left behind by a write of {out / 'out.jsonl'} that was killed" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(["out.jsonl", fresh.name, other.name])
+
+
+def test_no_zip_ever_disagrees_with_the_prediction_files(tmp_path):
+    """The files train.py writes, in its order (prediction files, then the zip), into a folder holding both zips of
+    earlier runs: once the first prediction file is replaced neither old zip is left (a run killed before its zip
+    leaves none rather than a wrong one); then only the new zip, a full run's or a --debug run's, is there."""
+    import numpy as np
+
+    from mtl.outputs import PARTIAL_ZIP, SUBMISSION_ZIP, write_predictions, write_submission_zip
+    from mtl.tasks import TASKS
+    from mtl.trainer import TaskPrediction
+
+    prediction = TaskPrediction(["0", "1"], np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+    for new, old in ((PARTIAL_ZIP, SUBMISSION_ZIP), (SUBMISSION_ZIP, PARTIAL_ZIP)):
+        for name in (new, old):
+            (tmp_path / name).write_bytes(b"an earlier run's zip")
+        files = [write_predictions(TASKS["ocnli"], prediction, {0: "0", 1: "1"}, tmp_path)]
+        assert not (tmp_path / new).exists() and not (tmp_path / old).exists()
+        write_submission_zip(files, tmp_path / new)
+        assert not (tmp_path / old).exists()
+        with zipfile.ZipFile(tmp_path / new) as archive:
+            assert archive.namelist() == ["ocnli_predict.json"]
