@@ -2,10 +2,13 @@
 no traceback, and nothing written. One row per case a user met (issue: every bad input met with a one-line error)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -35,6 +38,33 @@ def edit_line(path: Path, number: int, edit: Callable[[str], str]) -> None:
     lines = path.read_bytes().split(b"\n")
     lines[number - 1] = edit(lines[number - 1].decode()).encode()
     path.write_bytes(b"\n".join(lines))
+
+
+def save_tiny_model(folder: Path) -> Path:
+    """A trained multi-task model as train.py saves one (config with a tnews head, model.safetensors), tiny and
+    untrained: what predict.py is given, in a second."""
+    from transformers import BertConfig
+
+    from mtl.model import BertMultiTaskModel, add_tasks_to_config
+
+    config = add_tasks_to_config(BertConfig.from_pretrained(TINY_CONFIG), ["tnews"], [15],
+                                 [{i: str(100 + i) for i in range(15)}])
+    BertMultiTaskModel(config).save_pretrained(folder)
+    return folder
+
+
+def truncated_model(data: Path) -> None:
+    weights = save_tiny_model(data / "model") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def jsonl_task(data: Path, labels: list) -> None:
+    """A task of our own (spec + JSON lines train file) in `data`: one row per label given, texts all different."""
+    rows = [{"text": f"第{i}条评论，写得{'好' if i % 2 else '差'}", "label": label} for i, label in enumerate(labels)]
+    (data / "reviews.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    spec = {"name": "reviews", "format": {"type": "jsonl"}, "files": {"train": "reviews.jsonl"},
+            "columns": {"id": None, "text": ["text"], "label": "label"}, "metric": "macro_f1"}
+    (data / "reviews.json").write_text(json.dumps(spec), encoding="utf-8")
 
 
 @dataclass
@@ -87,6 +117,25 @@ CASES = [
          lambda d, o: ["--model_name_or_path", str(TINY_CONFIG.parent), "--tasks", "tnews",
                        "--input_file", str(d / "nothing.tsv"), "--output_file", str(o / "out.jsonl")],
          "nothing.tsv: no such file"),
+    Case("predict.py given the pretrained encoder, not a trained model", "predict.py",
+         lambda d, o: ["--model_name_or_path", str(REPO_ROOT / "code" / "assets" / "demo_encoder"), "--tasks", "tnews",
+                       "--text", "华为发布新款折叠屏手机", "--output_file", str(o / "out.jsonl")],
+         "demo_encoder: a pretrained encoder with no task heads (its config.json names no tasks), not a trained "
+         "multi-task model; pass a trained multi-task model instead: train.py's --output_dir"),
+    Case("predict.py given a folder without config.json", "predict.py",
+         lambda d, o: ["--model_name_or_path", str(d), "--tasks", "tnews", "--text", "华为发布新款折叠屏手机",
+                       "--output_file", str(o / "out.jsonl")],
+         "a folder without config.json, so not a saved model; pass a trained multi-task model instead: train.py's "
+         "--output_dir"),
+    Case("predict.py given a model whose model.safetensors is cut short", "predict.py",
+         lambda d, o: ["--model_name_or_path", str(d / "model"), "--tasks", "tnews", "--text", "华为发布新款折叠屏手机",
+                       "--output_file", str(o / "out.jsonl")],
+         "model/model.safetensors: damaged, cut short by a copy, download or full disk (", prepare=truncated_model),
+    Case("jsonl labels '1.0' and 1: one number spelt two ways", "preprocess.py",
+         lambda d, o: ["--data_dir", str(d), "--tasks", str(d / "reviews.json"), *outputs(o)],
+         "reviews.jsonl:3: label '1.0' and label '1' (line 1) are the same number written two ways, which would make "
+         "two classes; write labels consistently",
+         prepare=lambda d: jsonl_task(d, [1, 2, "1.0", 2, 1, 2])),
 ]
 
 
@@ -135,11 +184,110 @@ def test_skip_bad_rows_drops_a_repeated_test_id_and_reports_it(small_data_dir, t
 
 
 def test_debug_predictions_are_never_named_a_submission(tmp_path):
-    """--debug reads the first 1000 rows of each file: its predictions go into a zip named as partial, loudly."""
+    """--debug reads the first 1000 rows of each file: its predictions go into a zip named as partial, loudly; and a
+    full run's submit.zip already in --prediction_dir goes (it would disagree with the 1000-row files beside it)."""
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    with zipfile.ZipFile(pred / "submit.zip", "w") as old:
+        old.writestr("tnews_predict.json", "a full run's 1500 rows\n")
     proc = cli("train.py", "--config_name", str(TINY_CONFIG), "--do_train", "--do_predict", "--debug",
                "--max_steps", "2", "--max_seq_length", "32", "--disable_tqdm", "true", *train_outputs(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    pred = tmp_path / "pred"
     assert not (pred / "submit.zip").exists() and (pred / "submit_PARTIAL_debug.zip").exists()
     assert "NOT a submission" in proc.stderr
     assert len((pred / "tnews_predict.json").read_text().splitlines()) == 1000
+
+
+@pytest.fixture(scope="module")
+def tnews_cache(small_data_dir, tmp_path_factory) -> Path:
+    """preprocess.py's tnews cache of the small data, built once; each test damages a copy."""
+    out = tmp_path_factory.mktemp("tnews_cache")
+    assert cli("preprocess.py", "--data_dir", str(small_data_dir), "--tasks", "tnews", *outputs(out)).returncode == 0
+    return out / "tnews_processed"
+
+
+def _cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _edit_label2id(path: Path) -> None:  # two classes swapped: a valid map, but not the one train.pt was built with
+    label2id = json.loads(path.read_text())
+    label2id["100"], label2id["101"] = label2id["101"], label2id["100"]
+    path.write_text(json.dumps(label2id))
+
+
+CACHE_DAMAGE = {  # what is done to the cache -> the warning the next run logs before it rebuilds
+    "empty fingerprint.json": ("fingerprint.json", lambda p: p.write_bytes(b""), "fingerprint.json is damaged"),
+    "truncated fingerprint.json": ("fingerprint.json", _cut_in_half, "fingerprint.json is damaged"),
+    "deleted fingerprint.json": ("fingerprint.json", Path.unlink, "fingerprint.json is missing"),
+    "deleted label2id.json": ("label2id.json", Path.unlink, "cache file(s) label2id.json in"),
+    "edited label2id.json": ("label2id.json", _edit_label2id, "cache file(s) label2id.json in"),
+}
+
+
+@pytest.mark.parametrize("damage", CACHE_DAMAGE)
+def test_every_file_of_a_cache_is_checked_and_a_damaged_one_rebuilt(damage, tnews_cache, small_data_dir, tmp_path):
+    """Every file of a cache, fingerprint.json and label2id.json included: damaged or missing -> one warning and a
+    rebuild, never a traceback (a JSONDecodeError, train.py's FileNotFoundError or a mid-training 'Target 8 is out of
+    bounds') nor 'reusing cache' for a cache that is not what was built. The rebuilt files are the original bytes."""
+    cache = tmp_path / "tnews_processed"
+    shutil.copytree(tnews_cache, cache)
+    name, damage_file, warning = CACHE_DAMAGE[damage]
+    damage_file(cache / name)
+    proc = cli("preprocess.py", "--data_dir", str(small_data_dir), "--tasks", "tnews", *outputs(tmp_path))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert warning in proc.stderr and "rebuilding" in proc.stderr and "reusing cache" not in proc.stderr, proc.stderr
+    for f in ("train.pt", "val.pt", "predict.pt", "label2id.json", "fingerprint.json"):
+        assert (cache / f).read_bytes() == (tnews_cache / f).read_bytes(), f
+
+
+def test_jsonl_numbers_1_and_1_0_are_one_class(small_data_dir, tmp_path):
+    """JSON has one number 1, whether written 1 or 1.0 (pandas writes an int column with a gap as floats): one class
+    '1', the label a CSV file of the same data gives."""
+    jsonl_task(tmp_path, [1, 2.0, 1.0, 2, 1, 2])
+    proc = cli("preprocess.py", "--data_dir", str(small_data_dir), "--tasks", str(tmp_path / "reviews.json"),
+               *outputs(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "reviews_processed" / "label2id.json").read_text()) == {"1": 0, "2": 1}
+
+
+def test_a_killed_writes_leftover_tmp_files_are_removed_by_the_next_write(tmp_path):
+    """A SIGKILLed predict.py leaves `.out.jsonl.XXXXXXXX.tmp` (0 bytes) beside its --output_file. The next write of
+    that file removes the ones untouched for a minute; a younger one (a writer still at work) and another target's
+    stay."""
+    model = save_tiny_model(tmp_path / "model")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh, other = out / ".out.jsonl.k1ll3d_x.tmp", out / ".out.jsonl.w0rking_.tmp", out / ".out.jsonl.x.abcdefgh.tmp"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    os.utime(other, (an_hour_ago, an_hour_ago))
+    proc = cli("predict.py", "--model_name_or_path", str(model), "--tasks", "tnews", "--text", "华为发布新款折叠屏手机",
+               "--output_file", str(out / "out.jsonl"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"removed {stale}, left behind by a write of {out / 'out.jsonl'} that was killed" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(["out.jsonl", fresh.name, other.name])
+
+
+def test_no_zip_ever_disagrees_with_the_prediction_files(tmp_path):
+    """The files train.py writes, in its order (prediction files, then the zip), into a folder holding both zips of
+    earlier runs: once the first prediction file is replaced neither old zip is left (a run killed before its zip
+    leaves none rather than a wrong one); then only the new zip, a full run's or a --debug run's, is there."""
+    import numpy as np
+
+    from mtl.outputs import PARTIAL_ZIP, SUBMISSION_ZIP, write_predictions, write_submission_zip
+    from mtl.tasks import TASKS
+    from mtl.trainer import TaskPrediction
+
+    prediction = TaskPrediction(["0", "1"], np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+    for new, old in ((PARTIAL_ZIP, SUBMISSION_ZIP), (SUBMISSION_ZIP, PARTIAL_ZIP)):
+        for name in (new, old):
+            (tmp_path / name).write_bytes(b"an earlier run's zip")
+        files = [write_predictions(TASKS["ocnli"], prediction, {0: "0", 1: "1"}, tmp_path)]
+        assert not (tmp_path / new).exists() and not (tmp_path / old).exists()
+        write_submission_zip(files, tmp_path / new)
+        assert not (tmp_path / old).exists()
+        with zipfile.ZipFile(tmp_path / new) as archive:
+            assert archive.namelist() == ["ocnli_predict.json"]

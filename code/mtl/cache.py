@@ -25,8 +25,14 @@ from .tokenizer import tokenizer_hash
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # bump when the layout of the .pt files or the preprocessing changes (2: output hashes, 3: task specs)
+# bump when the layout of the cache files or the preprocessing changes (2: output hashes, 3: task specs,
+# 4: label2id.json hashed too, so a cache without its hash is rebuilt)
+CACHE_VERSION = 4
 SPLITS = ("train", "val", "predict")
+LABEL_MAP = "label2id.json"
+# Every file of a cache but fingerprint.json, whose `outputs` hold their SHA-256s (fingerprint.json itself is checked
+# by parsing it and comparing it with the fingerprint expected).
+OUTPUTS = (*(f"{split}.pt" for split in SPLITS), LABEL_MAP)
 
 
 def _sha256(path: Path) -> str:
@@ -134,7 +140,9 @@ def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataT
     }
     out_dir = cache_dir(task, args.data_save_dir)
     digests = {f"{name}.pt": _save_split(out_dir / f"{name}.pt", features) for name, features in splits.items()}
-    write_text_atomic(out_dir / "label2id.json", json.dumps(label2id, ensure_ascii=False, indent=1))
+    label_map = json.dumps(label2id, ensure_ascii=False, indent=1)
+    write_text_atomic(out_dir / LABEL_MAP, label_map)
+    digests[LABEL_MAP] = hashlib.sha256(label_map.encode("utf-8")).hexdigest()
     # Written last: a cache whose fingerprint file exists is complete; the hashes of its files let a load detect
     # a file damaged since (truncated by a full disk, overwritten by hand).
     record = {**fingerprint(task, files, tokenizer, args), "outputs": digests}
@@ -155,38 +163,62 @@ def _save_split(path: Path, features: dict[str, Any]) -> str:
 
 
 def _load_verified(out_dir: Path, outputs: dict[str, str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Each recorded split read once: hashed, and loaded from those bytes when the hash matches (weights_only, so
-    a cache file cannot run code). Returns the splits loaded and the names of those missing or damaged."""
+    """Each file of the cache (OUTPUTS) read once and hashed; a split is loaded from those bytes when its hash matches
+    (weights_only, so a cache file cannot run code). Returns the splits loaded and the names of the files missing or
+    damaged (a file with no recorded hash counts as damaged: nothing vouches for it)."""
     splits, damaged = {}, []
-    for name, digest in outputs.items():
-        path = out_dir / name
+    for name in OUTPUTS:
+        path, digest = out_dir / name, outputs.get(name)
         data = path.read_bytes() if path.is_file() else None
         if data is None or hashlib.sha256(data).hexdigest() != digest:
             damaged.append(name)
-        else:
+        elif name.endswith(".pt"):
             splits[Path(name).stem] = torch.load(io.BytesIO(data), weights_only=True)
     return splits, damaged
 
 
+def _read_record(fp_path: Path) -> Optional[dict[str, Any]]:
+    """fingerprint.json as written by build_task_cache, or None when it is not (empty, truncated, edited by hand)."""
+    try:
+        record = json.loads(fp_path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("outputs"), dict):
+        return None
+    return record
+
+
 def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
-    """The task's splits from a cache whose fingerprint matches, else freshly built (and cached)."""
+    """The task's splits from a cache whose fingerprint matches and whose every file is intact, else freshly built
+    (and cached). Whatever is wrong with a cache (any file missing, damaged, or not as written), it is rebuilt."""
     out_dir = cache_dir(task, args.data_save_dir)
     fp_path = out_dir / "fingerprint.json"
-    if not args.overwrite_cache and fp_path.exists():
-        expected = fingerprint(task, TaskFiles.of(task, args.data_dir, args.use_pseudo), tokenizer, args)
-        record = json.loads(fp_path.read_text())
-        outputs = record.pop("outputs", None)
-        if record != expected:
-            logger.info("%s: cache %s is stale; rebuilding", task.name, out_dir)
+    if not args.overwrite_cache and (fp_path.exists() or out_dir.is_dir()):
+        record = _read_record(fp_path)
+        if record is None:
+            logger.warning("%s: %s is %s; rebuilding the cache", task.name, fp_path,
+                           "damaged (not the JSON a cache build writes)" if fp_path.exists() else
+                           "missing (a build that did not finish, or a file deleted)")
         else:
-            splits, damaged = _load_verified(out_dir, outputs or {})
-            if outputs and not damaged:
-                logger.info("%s: reusing cache %s", task.name, out_dir)
-                return splits
-            logger.warning("%s: cache file(s) %s in %s are damaged or missing (their content no longer matches "
-                           "fingerprint.json); rebuilding", task.name, ", ".join(damaged) or "?", out_dir)
+            outputs = record.pop("outputs")
+            if record != fingerprint(task, TaskFiles.of(task, args.data_dir, args.use_pseudo), tokenizer, args):
+                logger.info("%s: cache %s is stale; rebuilding", task.name, out_dir)
+            else:
+                splits, damaged = _load_verified(out_dir, outputs)
+                if not damaged:
+                    logger.info("%s: reusing cache %s", task.name, out_dir)
+                    return splits
+                logger.warning("%s: cache file(s) %s in %s are damaged or missing (their content no longer matches "
+                               "fingerprint.json); rebuilding", task.name, ", ".join(damaged), out_dir)
     return build_task_cache(task, tokenizer, args)
 
 
 def read_label2id(task: Task, data_save_dir: str) -> dict[str, int]:
-    return json.loads((cache_dir(task, data_save_dir) / "label2id.json").read_text())
+    """The label map of a task's cache (load_or_build_task has just verified it against fingerprint.json)."""
+    path = cache_dir(task, data_save_dir) / LABEL_MAP
+    try:
+        label2id = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"{path}: cannot be read ({type(err).__name__}); another process changed the cache while "
+                         "this one ran; run again (the cache is checked and rebuilt)") from None
+    return label2id

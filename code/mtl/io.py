@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +91,28 @@ def decode_utf8(path: Path, data: bytes) -> str:
         raise DataFormatError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
 
 
+class LabelSpellings:
+    """Refuses a file whose labels spell one number two ways ('1' and '1.0', '01' and '1'): they would silently
+    become two classes, with the rows of one class split between them."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = path
+        self.first: dict[float, tuple[str, int]] = {}
+
+    def check(self, label: str, line: int) -> None:
+        try:
+            number = float(label)
+        except ValueError:
+            return
+        if not math.isfinite(number):
+            return
+        other, other_line = self.first.setdefault(number, (label, line))
+        if other != label:
+            raise DataFormatError(f"{self.path}:{line}: label {label!r} and label {other!r} (line {other_line}) are "
+                                  "the same number written two ways, which would make two classes; write labels "
+                                  "consistently")
+
+
 def _physical_rows(path: Path, text: str, report: ReadReport) -> Iterator[tuple[int, str]]:
     """Yield (start line, logical row) after joining continuation lines; LF or CRLF line ends."""
     lines = text.split("\n")
@@ -138,6 +162,7 @@ def read_tsv(
     label_index = columns.index("label") if "label" in columns else None
     text_indices = [columns.index(c) for c in text_columns]
     first_line_of_id: dict[str, int] = {}
+    spellings = LabelSpellings(path)
     id_index = columns.index("id") if unique_ids else 0
     if data is None:
         if not path.is_file():
@@ -162,6 +187,8 @@ def read_tsv(
             report.dropped.append(DroppedRow(line, reason))
             logger.warning("%s:%d: dropped: %s", path, line, reason)
             continue
+        if label_index is not None:
+            spellings.check(fields[label_index], line)
         for name, value in zip(columns, fields):
             table.columns[name].append(value)
         table.lines.append(line)
@@ -171,11 +198,49 @@ def read_tsv(
     return table, report
 
 
+# A writer killed by SIGKILL (or a power cut) leaves its temporary file behind: nothing can clean up after it.
+# The next write to the same target removes such leftovers, but only those untouched for this long: a temporary file
+# being written right now (another process writing the same target: two nodes sharing storage) is younger, because
+# every write updates its mtime and every writer here fills its file straight after creating it. An age test needs
+# no lock, and a minute is far longer than any pause between creating a temporary file and writing to it.
+STALE_TMP_SECONDS = 60.0
+
+
+def _tmp_pattern(name: str) -> re.Pattern:
+    """The names tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp") gives: 8 characters of its alphabet between
+    (exactly: a target `a` must not claim `.a.b.XXXXXXXX.tmp`, a leftover of the target `a.b`)."""
+    return re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}" + re.escape(".tmp"))
+
+
+def remove_stale_tmp_files(path: str | os.PathLike, older_than: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Remove the temporary files atomic_path left beside `path` in runs that were killed; return those removed."""
+    path = Path(path)
+    pattern, now, removed = _tmp_pattern(path.name), time.time(), []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < older_than or not entry.is_file(follow_symlinks=False):
+                continue
+            os.unlink(entry.path)
+        except OSError:  # removed meanwhile by another writer, or not ours to remove: leave it
+            continue
+        removed.append(Path(entry.path))
+        logger.warning("removed %s, left behind by a write of %s that was killed", entry.path, path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename. Temporary files of `path`
+    left by killed writers (older than STALE_TMP_SECONDS) are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp_files(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     umask = os.umask(0)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+import math
+from typing import Any, Iterable
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -10,6 +11,22 @@ from sklearn.model_selection import train_test_split
 logger = logging.getLogger(__name__)
 
 IGNORE_LABEL = -100  # label of prediction rows (no gold label); ignored by cross-entropy
+
+
+def label_text(value: Any) -> str:
+    """A label as read from a file, as the string that names its class ('' for none).
+
+    A JSON number is written in one form, integral ones without a fraction: 1 and 1.0 -> '1'. In JSON they are the
+    same number (RFC 8259 has no integer type; pandas writes an integer column holding a missing value as floats,
+    JavaScript has no integers), so their spelling carries no meaning and must not split one class in two; and '1'
+    is what the same label reads as from a CSV or TSV file, so a task gets the same classes from any format. Strings
+    are kept as written (stripped): their spelling is the user's, and mtl.io.LabelSpellings refuses two spellings of one
+    number rather than guess which was meant."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def label2id_for(labels: Iterable[str]) -> dict[str, int]:

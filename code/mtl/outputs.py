@@ -16,8 +16,31 @@ from .trainer import TaskPrediction
 logger = logging.getLogger(__name__)
 
 
+# The names train.py gives the zip of a prediction run: a full run's, and a --debug run's (first 1000 rows only).
+SUBMISSION_ZIP = "submit.zip"
+PARTIAL_ZIP = "submit_PARTIAL_debug.zip"
+ZIP_NAMES = (SUBMISSION_ZIP, PARTIAL_ZIP)
+
+
+def remove_submission_zips(out_dir: Path, keep: str | None = None) -> list[Path]:
+    """Remove the zips of an earlier prediction run from `out_dir` (all of ZIP_NAMES but `keep`): a zip left there
+    would disagree with the prediction files written now (a --debug run's 1000 rows beside a full run's submit.zip)."""
+    removed = []
+    for name in ZIP_NAMES:
+        path = Path(out_dir) / name
+        if name != keep and path.is_file():
+            path.unlink()
+            removed.append(path)
+            logger.info("removed %s of an earlier prediction run (it would not match the files written now)", path)
+    return removed
+
+
 def write_predictions(task: Task, prediction: TaskPrediction, id2label: dict[int, str], out_dir: Path) -> Path:
-    """`{task}_predict.json`: {"id": <the test file's own id>, "label": <label string>} per line, in file order."""
+    """`{task}_predict.json`: {"id": <the test file's own id>, "label": <label string>} per line, in file order.
+
+    An earlier run's zip goes first, before any of its files is replaced, so a run killed between the prediction
+    files and the zip leaves no zip rather than one that disagrees with them."""
+    remove_submission_zips(out_dir)
     lines = (json.dumps({"id": i, "label": id2label[int(k)]}, ensure_ascii=False)
              for i, k in zip(prediction.ids, prediction.label_ids))
     path = Path(out_dir) / f"{task.name}_predict.json"
@@ -26,12 +49,16 @@ def write_predictions(task: Task, prediction: TaskPrediction, id2label: dict[int
 
 
 def write_submission_zip(files: list[Path], zip_path: Path) -> Path:
-    """The prediction files at the zip's top level, as the competition's submit.zip."""
+    """The prediction files at the zip's top level, as the competition's submit.zip. The other of ZIP_NAMES, an
+    earlier run's, is removed: the directory never holds a zip that disagrees with its prediction files."""
+    zip_path = Path(zip_path)
     with atomic_path(zip_path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for f in files:
                 archive.write(f, arcname=f.name)
-    return Path(zip_path)
+    if zip_path.name in ZIP_NAMES:
+        remove_submission_zips(zip_path.parent, keep=zip_path.name)
+    return zip_path
 
 
 def write_pseudo_labels(task: Task, prediction: TaskPrediction, dataset: SingleTaskDataset,

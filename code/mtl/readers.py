@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any, Collection, Iterator, Optional
 
-from .io import DataFormatError, DroppedRow, ReadReport, Table, read_tsv
+from .io import DataFormatError, DroppedRow, LabelSpellings, ReadReport, Table, read_tsv
+from .labels import label_text
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ def read_generic(task: Task, path: Path, with_label: bool, labels: Optional[Coll
     first_of_row: dict[tuple, int] = {}
     label_of_texts: dict[tuple, str] = {}
     conflicts = 0
+    spellings = LabelSpellings(path)
     for line, record, why in records:
         if max_rows is not None and len(table) >= max_rows:
             break
@@ -122,8 +124,7 @@ def read_generic(task: Task, path: Path, with_label: bool, labels: Optional[Coll
                 report.repaired_fields += repaired != value
                 texts.append(repaired)
             row_id = str(record[task.id_column]) if task.id_column else str(line)
-            raw_label = record.get(task.label_column) if with_label else None
-            label = "" if raw_label is None else str(raw_label).strip()
+            label = label_text(record.get(task.label_column)) if with_label else ""
             if not all(t.strip() for t in texts):
                 reason, kind = "empty text", "empty text"
             elif with_label and not label:
@@ -139,6 +140,8 @@ def read_generic(task: Task, path: Path, with_label: bool, labels: Optional[Coll
             report.dropped.append(DroppedRow(line, reason, kind))
             logger.warning("%s:%d: dropped: %s", path, line, reason)
             continue
+        if with_label:
+            spellings.check(label, line)
         if with_label and task.drop_duplicates:
             key = (*texts, label)
             if key in first_of_row:
