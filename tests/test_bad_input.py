@@ -26,6 +26,17 @@ def outputs(out: Path) -> list[str]:
     return ["--cleaned_dir", str(out), "--data_save_dir", str(out), "--tokenizer_dir", str(TOKENIZER_DIR)]
 
 
+def quick_train(data: Path) -> list[str]:
+    """A short training run on the small data (so that, should a check miss its case, the test ends soon)."""
+    return ["--config_name", str(TINY_CONFIG), "--data_dir", str(data), "--do_train", "--max_steps", "2",
+            "--max_seq_length", "32", "--disable_tqdm", "true"]
+
+
+def quick_pretrain(data: Path) -> list[str]:
+    return ["--config_name", str(TINY_CONFIG), "--data_dir", str(data), "--tokenizer_dir", str(TOKENIZER_DIR),
+            "--max_seq_length", "32", "--validation_size", "50", "--report_to", "none", "--disable_tqdm", "true"]
+
+
 def train_outputs(out: Path) -> list[str]:
     return [*outputs(out), "--output_dir", str(out / "model"), "--prediction_dir", str(out / "pred"),
             "--report_to", "none"]
@@ -117,36 +128,36 @@ CASES = [
     Case("best model asked for without evaluations", "train.py",
          lambda d, o: ["--do_train", "--eval_strategy", "no", "--load_best_model_at_end", "true", *train_outputs(o)],
          "--load_best_model_at_end needs evaluations and checkpoints, but --eval_strategy is no"),
-    Case("empty task list in train.py", "train.py", lambda d, o: ["--do_train", "--tasks", ",", *train_outputs(o)],
+    Case("empty task list in train.py", "train.py", lambda d, o: [*quick_train(d), "--tasks", ",", *train_outputs(o)],
          "--tasks ',' names no task"),
     Case("empty task list in preprocess.py", "preprocess.py",
          lambda d, o: ["--data_dir", str(d), "--tasks", ",", *outputs(o)], "--tasks ',' names no task"),
     Case("negative epochs", "train.py",
-         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--num_train_epochs", "-1", *train_outputs(o)],
+         lambda d, o: [*quick_train(d), "--max_steps", "-1", "--num_train_epochs", "-1", *train_outputs(o)],
          "--num_train_epochs -1 trains nothing; give a number of epochs > 0 (or --max_steps N)"),
     Case("zero epochs in pretrain.py", "pretrain.py",
-         lambda d, o: ["--data_dir", str(d), "--num_train_epochs", "0", "--output_dir", str(o / "model")],
+         lambda d, o: [*quick_pretrain(d), "--num_train_epochs", "0", "--output_dir", str(o / "model")],
          "--num_train_epochs 0 trains nothing"),
     # unwritable directories: a path under a regular file, or under /proc (tests run as root, where chmod stops nothing)
     Case("output_dir under a file", "train.py",
-         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", *train_outputs(o),
+         lambda d, o: [*quick_train(d), *train_outputs(o),
                        "--output_dir", str(d / "a_file" / "model")],
          "--output_dir {d}/a_file/model: cannot be written: {d}/a_file is a file, not a directory",
          prepare=lambda d: (d / "a_file").write_text("x")),
     Case("prediction_dir under a file with --do_predict", "train.py",
-         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--do_predict", *train_outputs(o),
+         lambda d, o: [*quick_train(d), "--do_predict", *train_outputs(o),
                        "--prediction_dir", str(d / "a_file" / "pred")],
          "--prediction_dir {d}/a_file/pred: cannot be written: {d}/a_file is a file",
          prepare=lambda d: (d / "a_file").write_text("x")),
     Case("cleaned_dir under a file", "train.py",
-         lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", *train_outputs(o),
+         lambda d, o: [*quick_train(d), *train_outputs(o),
                        "--cleaned_dir", str(d / "a_file" / "clean")],
          "--cleaned_dir {d}/a_file/clean: cannot be written", prepare=lambda d: (d / "a_file").write_text("x")),
     Case("data_save_dir under a file", "preprocess.py",
          lambda d, o: ["--data_dir", str(d), *outputs(o), "--data_save_dir", str(d / "a_file" / "cache")],
          "--data_save_dir {d}/a_file/cache: cannot be written", prepare=lambda d: (d / "a_file").write_text("x")),
     Case("pretrain.py output_dir where no file can be made", "pretrain.py",
-         lambda d, o: ["--data_dir", str(d), "--output_dir", "/proc/mtl_model"],
+         lambda d, o: [*quick_pretrain(d), "--max_steps", "1", "--output_dir", "/proc/mtl_model"],
          "--output_dir /proc/mtl_model: cannot be written: cannot write in /proc"),
     Case("predict.py input file that does not exist", "predict.py",
          lambda d, o: ["--model_name_or_path", str(TINY_CONFIG.parent), "--tasks", "tnews",
