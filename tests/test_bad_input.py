@@ -110,7 +110,7 @@ CASES = [
          lambda d, o: ["--data_dir", str(d), "--mlm_probabilty", "0.2", "--output_dir", str(o / "model")],
          "--mlm_probabilty: unknown flag; did you mean --mlm_probability?"),
     Case("misspelt key in a train.py profile", "train.py",
-         lambda d, o: [str(d / "profile.json"), "--do_train", *train_outputs(o)],
+         lambda d, o: [str(d / "profile.json"), *quick_train(d), *train_outputs(o)],
          "profile.json: unknown key 'max_stesp'; did you mean 'max_steps'?",
          prepare=lambda d: (d / "profile.json").write_text('{"_comment": "a note", "max_stesp": 5}')),
     Case("misspelt key in a profile given to preprocess.py", "preprocess.py",
