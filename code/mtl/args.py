@@ -165,7 +165,7 @@ def best_model_setting(args: TrainingArguments) -> bool:
         multiple = (args.save_steps // eval_steps + 1) * eval_steps
         raise UsageError(f"--save_steps {args.save_steps:g} is not a multiple of --eval_steps {eval_steps:g}: "
                          "choosing the best checkpoint (--load_best_model_at_end, on by default) needs every "
-                         f"evaluated step saved; use --save_steps {multiple:g} or --eval_steps {args.save_steps:g}, "
+                         f"checkpoint evaluated; use --save_steps {multiple:g} or --eval_steps {args.save_steps:g}, "
                          "or --load_best_model_at_end false")
     return True
 
