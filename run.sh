@@ -5,7 +5,7 @@
 #   PROFILE=baseline MODEL=/models/chinese-roberta-wwm-ext-large bash run.sh
 #   PROFILE=demo STAGE1_EPOCHS=1 OUTPUT_DIR=/tmp/run bash run.sh
 #   PRETRAIN_EPOCHS=0.3 bash run.sh               # demo with an encoder pretrained from scratch instead of the bundled one
-#   NPROC=4 bash run.sh                           # data-parallel over 4 processes (GPUs; gloo on a CPU machine)
+#   NPROC=4 bash run.sh                           # data-parallel over 4 processes (default: one per GPU; gloo on a CPU machine)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -14,7 +14,10 @@ OUTPUT_DIR=${OUTPUT_DIR:-user_data}
 PREDICTION_DIR=${PREDICTION_DIR:-prediction_result}
 DATA_DIR=${DATA_DIR:-tcdata}
 EXTRA_ARGS=${EXTRA_ARGS:-}   # appended to both training stages, e.g. "--bf16 true --report_to tensorboard"
-NPROC=${NPROC:-1}            # processes per node for training and prediction (torchrun), e.g. one per GPU
+# Processes per node for training and prediction (torchrun): by default one per visible GPU (train.py refuses
+# several GPUs in one process, which would be nn.DataParallel), 1 without CUDA. Each process takes the profile's
+# per-device batch, so N GPUs train with N times the global batch.
+NPROC=${NPROC:-$("$PYTHON" -c "import torch; print(max(1, torch.cuda.device_count()))")}
 TORCHRUN_ARGS=${TORCHRUN_ARGS:---standalone}  # multi-node: "--nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:PORT"
 if [ "$NPROC" -gt 1 ]; then
   # shellcheck disable=SC2206

@@ -30,6 +30,7 @@ from mtl.metrics import format_scores
 from mtl.model import load_model, max_positions
 from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
+from mtl.support import refuse_unsupported
 from mtl.tasks import Task, get_tasks
 from mtl.tokenizer import load_tokenizer, tokenizer_source
 from mtl.trainer import MultiTaskTrainer
@@ -59,6 +60,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments
                     training_args: MultiTaskTrainingArguments, prediction_args: PredictionArguments) -> None:
     """Combinations that would fail late (after hours, on a GPU as a device-side assert): refused before any work,
     in one line. Also every directory this run will write, so that none is found unwritable after training."""
+    refuse_unsupported(training_args, freeze=model_args.freeze)
     check_writable_dirs({"--output_dir": training_args.output_dir, "--data_save_dir": data_args.data_save_dir,
                          "--cleaned_dir": data_args.cleaned_dir,
                          "--prediction_dir": prediction_args.prediction_dir if training_args.do_predict else None})

@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .errors import OneLineArgumentErrors, UsageError
 from .paths import DEFAULT_TOKENIZER_DIR, resolve
+from .support import refuse_backends
 from .task_mixing import STRATEGIES
 from .tasks import DEFAULT_TASKS
 
@@ -126,6 +127,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
         if self.do_train:
             check_training_length(self)
         self.load_best_model_at_end = best_model_setting(self)
+        refuse_backends(self)
         try:
             super().__post_init__()
         except ValueError as err:  # transformers' own checks of the arguments (UsageError is one of them)

@@ -130,6 +130,7 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         if max_tokens is not None and (lengths is None or max_tokens < 1):
             raise ValueError("max_tokens needs the rows' lengths and must be at least 1")
         self.epoch = 0
+        self._token_epoch_length: Optional[int] = None
         self.starts = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
         if shuffle and num_replicas > 1:
             small = [n for n in self.sizes if 0 < n < num_replicas]
@@ -152,8 +153,44 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def global_batches(self, epoch: int) -> list[list[int]]:
         """The training batches of one epoch before they are sliced across ranks (a pure function of seed and
         epoch, the same on every rank)."""
-        generator = torch.Generator().manual_seed(self.seed + epoch)
+        if self.max_tokens is None:
+            return self._draw(epoch)
+        # Throughput mode: how many batches a draw packs into depends on the draw, but the Trainer fixes the steps
+        # per epoch from len() once (and resumes by global_step // steps_per_epoch). So every epoch has exactly
+        # token_epoch_length() batches: a draw with more is redrawn (seeded, so still a pure function of the
+        # epoch), one with fewer has its largest batches split in two (each half within the budget).
+        target = self.token_epoch_length()
+        for attempt in range(self.MAX_REDRAWS):
+            batches = self._draw(epoch, attempt)
+            if len(batches) <= target:
+                return self._split_to(batches, target)
+        raise RuntimeError(f"epoch {epoch}: no draw of {self.MAX_REDRAWS} packed into {target} token-budget batches")
+
+    MAX_REDRAWS = 1000
+    PROBE_EPOCHS = 4  # the epoch length is the largest batch count of this many draws (fewer redraws later)
+
+    def _draw(self, epoch: int, attempt: int = 0) -> list[list[int]]:
+        seed = self.seed + epoch if attempt == 0 else ((self.seed + epoch) * 1_000_003 + attempt) % 2**63
+        generator = torch.Generator().manual_seed(seed)
         return self.mixing(self.task_batches(generator), generator)
+
+    def token_epoch_length(self) -> int:
+        """Throughput mode's batches per epoch (the same for every epoch and every rank)."""
+        if self._token_epoch_length is None:
+            self._token_epoch_length = max(len(self._draw(e)) for e in range(self.PROBE_EPOCHS))
+        return self._token_epoch_length
+
+    def _split_to(self, batches: list[list[int]], target: int) -> list[list[int]]:
+        """Split the batch with the most rows in two (halves of at least one row per rank) until there are `target`."""
+        batches = list(batches)
+        while len(batches) < target:
+            i = max(range(len(batches)), key=lambda k: len(batches[k]))
+            big = batches[i]
+            if len(big) < 2 * self.num_replicas:
+                raise RuntimeError(f"cannot make {target} token-budget batches: every batch is too small to split")
+            half = len(big) // 2
+            batches[i:i + 1] = [big[:half], big[half:]]
+        return batches
 
     def _cut_by_tokens(self, local: list[int], lengths: torch.Tensor, start: int) -> list[list[int]]:
         """Consecutive rows (length-grouped, so a run of similar lengths) while each rank's slice, at most
@@ -167,11 +204,21 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
                 current, new_width = [], round_up(n, m)
             current.append(start + i)
             width = new_width
-        if current:
-            if len(current) < replicas and batches:
+        if current and batches and self.drop_last:
+            current = []  # the task's last, partial batch
+        if current and len(current) < replicas and batches:
+            # Too few rows for one per rank. Joining them to the previous batch could push a rank's share over the
+            # budget; moving rows from the previous batch cannot (each rank then takes one row no wider than a row
+            # the previous batch already gave it). Only a previous batch too small to lend is joined whole.
+            need = replicas - len(current)
+            if len(batches[-1]) - need >= replicas:
+                current = batches[-1][-need:] + current
+                del batches[-1][-need:]
+            else:
                 batches[-1].extend(current)
-            elif not (self.drop_last and batches):
-                batches.append(current)
+                current = []
+        if current:
+            batches.append(current)
         return batches
 
     def task_batches(self, generator: torch.Generator) -> list[list[list[int]]]:
@@ -209,8 +256,8 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
         yield from self.batches(epoch)
 
     def __len__(self) -> int:
-        if self.shuffle and self.max_tokens is not None:  # the count depends on the epoch's draw
-            return len(self.global_batches(self.epoch))
+        if self.shuffle and self.max_tokens is not None:
+            return self.token_epoch_length()
         if not self.shuffle:
             total = sum(math.ceil(n / self.batch_size) for n in self.sizes)
             return len(range(self.rank, total, self.num_replicas))

@@ -28,6 +28,7 @@ from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .metrics import format_scores, split_by_task, task_scores
 from .pcgrad import TaskGroupBatchSampler, TaskGroupCollator, project_conflicting
+from .support import refuse_unsupported
 from .task_mixing import mixing_for, proportional_mixing
 
 logger = logging.getLogger(__name__)
@@ -76,11 +77,9 @@ class MultiTaskTrainer(Trainer):
         # per-task training loss (unweighted cross-entropy) since the last log: sums and batch counts, on the device
         self._task_loss_stats: Optional[torch.Tensor] = None
         self.pcgrad = bool(getattr(self.args, "pcgrad", False))
-        if self.pcgrad and getattr(self.args, "max_tokens_per_batch", None):
-            raise UsageError("--pcgrad takes one batch of every task per step; it does not combine with --max_tokens_per_batch")
-        if self.pcgrad and self.args.gradient_accumulation_steps != 1:
-            raise UsageError("--pcgrad takes one batch of every task per optimizer step; use it with "
-                             "--gradient_accumulation_steps 1 (raise --per_device_train_batch_size instead)")
+        module = self.accelerator.unwrap_model(self.model)
+        refuse_unsupported(self.args, freeze=not any(p.requires_grad for p in module.bert.parameters()))
+        self._eval_model: Optional[torch.nn.Module] = None  # the model evaluation-only runs prepare (see there)
 
     # ---- data -------------------------------------------------------------------------------------------
     def _dataloader(self, dataset: MultiTaskDataset, batch_size: int, training: bool) -> DataLoader:
@@ -153,19 +152,29 @@ class MultiTaskTrainer(Trainer):
 
     def _pcgrad_step(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         """One PCGrad step: each task's loss (weighted as always) and its gradients, taken on the unwrapped module
-        (DDP's reducer would sum the tasks before the surgery); under DDP each task's encoder gradient and the
-        heads' are averaged over processes first, so every process projects the same vectors; the surgery; the
-        sum written into `.grad` for the Trainer's clipping and optimizer step. Returns the mean task loss."""
+        (DDP's reducer would sum the tasks before the surgery); under DDP each task's encoder gradient and its
+        head's are averaged over processes first, so every process projects the same vectors; the surgery; the
+        sum written into `.grad` for the Trainer's clipping and optimizer step. Returns the mean task loss.
+
+        Under fp16 the losses are scaled by the loss scaler before differentiation, as accelerator.backward does:
+        the Trainer's clipping and the optimizer step unscale every gradient, and the scaler's overflow check
+        (inf/nan in any gradient skips the step) then works as in any fp16 step. The projection is linear in the
+        gradients' common scale, so scaling first changes nothing else."""
         model.train()
-        module = self.accelerator.unwrap_model(model)
+        # keep_torch_compile=False: under --torch_compile the names would start with `_orig_mod.`
+        module = self.accelerator.unwrap_model(model, keep_torch_compile=False)
         inputs = self._prepare_inputs(inputs)
-        shared = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("heads.")]
-        task_grads, losses = [], []
+        head_ids = {id(p) for p in module.heads.parameters()}
+        shared = [p for p in module.parameters() if p.requires_grad and id(p) not in head_ids]
+        scaler = self.accelerator.scaler
+        task_grads, losses, step_heads = [], [], []
         for batch in inputs["task_batches"]:
             head = [p for p in module.heads[self.task_names[batch["task_id"]]].parameters() if p.requires_grad]
+            step_heads += head
             with self.compute_loss_context_manager():
                 loss = self.compute_loss(module, batch)
-            grads = torch.autograd.grad(loss, shared + head, allow_unused=True)
+            grads = torch.autograd.grad(scaler.scale(loss) if scaler is not None else loss, shared + head,
+                                        allow_unused=True)
             task_grads.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                                          for g, p in zip(grads[:len(shared)], shared)]))
             for p, g in zip(head, grads[len(shared):]):
@@ -173,14 +182,15 @@ class MultiTaskTrainer(Trainer):
                     p.grad = g if p.grad is None else p.grad + g
             losses.append(loss.detach())
         stacked = torch.stack(task_grads)
-        if self.args.world_size > 1:  # one all-reduce for the tasks' encoder gradients and every head's gradient
-            heads = [p for p in module.heads.parameters() if p.requires_grad]
+        if self.args.world_size > 1:
+            # One all-reduce for the tasks' encoder gradients and the heads of this step's tasks (every rank has
+            # the same tasks in a step). Heads of other tasks kept in the model get no gradient, as in one process.
             flat = torch.cat([stacked.reshape(-1)] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                                                       for p in heads])
+                                                       for p in step_heads])
             flat = self.accelerator.reduce(flat, reduction="mean")
-            pieces = flat.split([stacked.numel()] + [p.numel() for p in heads])
+            pieces = flat.split([stacked.numel()] + [p.numel() for p in step_heads])
             stacked = pieces[0].view_as(stacked)
-            for p, piece in zip(heads, pieces[1:]):
+            for p, piece in zip(step_heads, pieces[1:]):
                 p.grad = piece.view_as(p).clone()
         generator = torch.Generator().manual_seed(self.args.seed + self.state.global_step)
         combined = torch.stack(project_conflicting(list(stacked), generator)).sum(0)
@@ -206,7 +216,10 @@ class MultiTaskTrainer(Trainer):
     # ---- EMA weights for evaluation, prediction and checkpoints -----------------------------------------
     @contextlib.contextmanager
     def ema_weights(self) -> Iterator[None]:
-        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+        """The EMA weights in the model, during training. Outside training the model holds them already: train()
+        ends by copying them in, and a loaded checkpoint's weights are its EMA. (Swapping outside training would
+        also meet a model that evaluation-only set-up has moved or cast, e.g. by --bf16_full_eval.)"""
+        with self.ema.applied() if self.ema is not None and self.is_in_train else contextlib.nullcontext():
             yield
 
     def _tasks_of(self, dataset: MultiTaskDataset) -> list[tuple[str, int, int]]:
@@ -232,8 +245,10 @@ class MultiTaskTrainer(Trainer):
         gather_for_metrics, whose count follows whichever prepared dataloader is active: the training one right
         after an epoch ends, which cut every evaluation batch to len(train) % batch_size rows.
         """
-        model = self.model  # not the DDP wrapper: ranks run different numbers of batches, with no collective inside
+        model = self._evaluation_model()
         model.eval()
+        if hasattr(self.optimizer, "eval") and callable(self.optimizer.eval):
+            self.optimizer.eval()  # schedule-free optimizers evaluate their averaged weights (the Trainer's own step)
         batch_rows = list(dataloader.batch_sampler)  # deterministic when not shuffling: the dataloader's order
         records = []
         for rows, inputs in zip(batch_rows, dataloader, strict=True):
@@ -271,6 +286,23 @@ class MultiTaskTrainer(Trainer):
         metrics = {k if k.startswith(f"{metric_key_prefix}_") else f"{metric_key_prefix}_{k}": v
                    for k, v in metrics.items()}
         return EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics, num_samples=rows_total)
+
+    def _evaluation_model(self) -> torch.nn.Module:
+        """The module evaluation runs: never the DDP wrapper (ranks run different numbers of batches, with no
+        collective inside), but set up as the Trainer's own evaluation_loop sets it up. In training, accelerate
+        has prepared `self.model` (device, autocast under --bf16/--fp16). Without training nothing has, so this
+        does the Trainer's evaluation-only set-up: prepare_model in evaluation mode (device, autocast,
+        --torch_compile; no DDP wrapper), then the --fp16_full_eval / --bf16_full_eval cast."""
+        if self.is_in_train:
+            return self.model
+        if self._eval_model is None:
+            prepared = bool(self.accelerator._models)  # trained in this process already
+            self._eval_model = self.model if prepared else self.accelerator.prepare_model(self.model, evaluation_mode=True)
+        if self.args.fp16_full_eval:
+            self.model.to(dtype=torch.float16, device=self.args.device)
+        elif self.args.bf16_full_eval:
+            self.model.to(dtype=torch.bfloat16, device=self.args.device)
+        return self._eval_model
 
     def evaluate(self, eval_dataset: Optional[MultiTaskDataset] = None, ignore_keys: Optional[list[str]] = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
