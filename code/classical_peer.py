@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import logging
 
-from transformers import HfArgumentParser
-
-from mtl.args import DataTrainingArguments
+from mtl.args import DataTrainingArguments, check_writable_dirs, parse_cli
 from mtl.classical import classical_scores
+from mtl.errors import run_cli
 from mtl.tasks import get_tasks
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
-    (args,) = HfArgumentParser(DataTrainingArguments, description=__doc__).parse_args_into_dataclasses(args=argv)
+    (args,) = parse_cli((DataTrainingArguments,), argv, description=__doc__, profile=False)
+    check_writable_dirs({"--data_save_dir": args.data_save_dir, "--cleaned_dir": args.cleaned_dir})  # the caches
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     tasks = get_tasks(args.tasks)
     scores = classical_scores(tasks, args)
@@ -28,4 +28,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "classical_peer.py")  # a user's error: one line and exit status 1, no traceback

@@ -13,8 +13,9 @@ from typing import Optional
 
 import numpy as np
 import transformers
-from transformers import BertConfig, BertForMaskedLM, HfArgumentParser, TrainingArguments, set_seed
+from transformers import BertConfig, BertForMaskedLM, TrainingArguments, set_seed
 
+from mtl.args import best_model_setting, check_training_length, check_writable_dirs, parse_cli
 from mtl.errors import UsageError, run_cli
 from mtl.model import override_config
 from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve
@@ -51,6 +52,11 @@ class PretrainArguments:
     validation_size: int = field(default=2000, metadata={"help": "Texts held out to report MLM loss and masked-token accuracy."})
     save_dtype: str = field(default="float32", metadata={"help": "Weights' type in the saved model.safetensors: float32, or float16 for a half-size file to ship (the config stays float32, so from_pretrained loads it as float32 for training)."})
 
+    def __post_init__(self):
+        if not self.train_files and not any(name.strip() for name in self.tasks.split(",")):
+            raise UsageError(f"--tasks {self.tasks!r} names no task; give task names or spec files, comma-separated, "
+                             "or --train_files")
+
 
 @dataclass
 class PretrainTrainingArguments(TrainingArguments):
@@ -68,6 +74,14 @@ class PretrainTrainingArguments(TrainingArguments):
     save_strategy: str = field(default="no", metadata={"help": "Checkpointing: no, steps or epoch."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the collator needs word_ids, which the model's forward does not name."})
 
+    def __post_init__(self):
+        check_training_length(self)  # pretrain.py always trains
+        self.load_best_model_at_end = best_model_setting(self)
+        try:
+            super().__post_init__()
+        except ValueError as err:  # transformers' own checks of the arguments
+            raise UsageError(" ".join(str(err).split())) from None
+
 
 def build_model(args: PretrainArguments) -> BertForMaskedLM:
     if args.model_name_or_path:
@@ -80,8 +94,9 @@ def build_model(args: PretrainArguments) -> BertForMaskedLM:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((PretrainArguments, PretrainTrainingArguments), description=__doc__)
-    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    args, training_args = parse_cli((PretrainArguments, PretrainTrainingArguments), argv, description=__doc__,
+                                    profile=False)
+    check_writable_dirs({"--output_dir": training_args.output_dir})
     if args.save_dtype not in SAVE_DTYPES:
         raise UsageError(f"--save_dtype {args.save_dtype!r}: choose one of {sorted(SAVE_DTYPES)}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)

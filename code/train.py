@@ -5,20 +5,21 @@ Reads like HF's run_glue.py: arguments, data, model, Trainer, then train / evalu
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import transformers
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from mtl.args import (
+    TRAIN_ARGUMENTS,
     DataTrainingArguments,
     ModelArguments,
     MultiTaskTrainingArguments,
     PredictionArguments,
-    expand_json_argument_file,
+    check_writable_dirs,
+    parse_cli,
 )
 from mtl.cache import load_or_build_task, read_label2id
 from mtl.curves import plot_curves
@@ -38,11 +39,9 @@ logger = logging.getLogger("train")
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, PredictionArguments, MultiTaskTrainingArguments),
-                              description=__doc__)
-    argv = sys.argv[1:] if argv is None else argv
-    # A JSON file of arguments first (as run_glue.py), then flags that override it (as nanoGPT's configs).
-    return parser.parse_args_into_dataclasses(args=expand_json_argument_file(argv))
+    # A JSON file of arguments first (as run_glue.py), then flags that override it (as nanoGPT's configs); a
+    # misspelt flag or key is a one-line error with the closest name.
+    return parse_cli(TRAIN_ARGUMENTS, argv, description=__doc__)
 
 
 def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
@@ -58,10 +57,13 @@ def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
 
 
 def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments,
-                    training_args: MultiTaskTrainingArguments) -> None:
+                    training_args: MultiTaskTrainingArguments, prediction_args: PredictionArguments) -> None:
     """Combinations that would fail late (after hours, on a GPU as a device-side assert): refused before any work,
-    in one line."""
+    in one line. Also every directory this run will write, so that none is found unwritable after training."""
     refuse_unsupported(training_args, freeze=model_args.freeze)
+    check_writable_dirs({"--output_dir": training_args.output_dir, "--data_save_dir": data_args.data_save_dir,
+                         "--cleaned_dir": data_args.cleaned_dir,
+                         "--prediction_dir": prediction_args.prediction_dir if training_args.do_predict else None})
     if model_args.logit_adjustment is not None and model_args.logit_adjustment < 0:
         raise UsageError(f"--logit_adjustment {model_args.logit_adjustment}: give a tau >= 0 (0 turns it off)")
     positions = max_positions(model_args.model_name_or_path, model_args.config_name, model_args.cache_dir)
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model_args.model_name_or_path = model_path(model_args.model_name_or_path)
     if model_args.config_name:
         model_args.config_name = str(resolve(model_args.config_name))
-    check_arguments(model_args, data_args, training_args)
+    check_arguments(model_args, data_args, training_args, prediction_args)
     set_seed(training_args.seed)
 
     # ---- data ----

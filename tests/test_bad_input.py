@@ -29,6 +29,17 @@ def outputs(out: Path) -> list[str]:
     return ["--cleaned_dir", str(out), "--data_save_dir", str(out), "--tokenizer_dir", str(TOKENIZER_DIR)]
 
 
+def quick_train(data: Path) -> list[str]:
+    """A short training run on the small data (so that, should a check miss its case, the test ends soon)."""
+    return ["--config_name", str(TINY_CONFIG), "--data_dir", str(data), "--do_train", "--max_steps", "2",
+            "--max_seq_length", "32", "--disable_tqdm", "true"]
+
+
+def quick_pretrain(data: Path) -> list[str]:
+    return ["--config_name", str(TINY_CONFIG), "--data_dir", str(data), "--tokenizer_dir", str(TOKENIZER_DIR),
+            "--max_seq_length", "32", "--validation_size", "50", "--report_to", "none", "--disable_tqdm", "true"]
+
+
 def train_outputs(out: Path) -> list[str]:
     return [*outputs(out), "--output_dir", str(out / "model"), "--prediction_dir", str(out / "pred"),
             "--report_to", "none"]
@@ -113,6 +124,71 @@ CASES = [
     Case("max_seq_length beyond the model's positions", "train.py",
          lambda d, o: ["--config_name", str(TINY_CONFIG), "--do_train", "--max_seq_length", "1000", *train_outputs(o)],
          "--max_seq_length 1000 exceeds the model's 512 position embeddings; use --max_seq_length 512 or less"),
+    # issue 21: argument mistakes, caught before any data is read
+    Case("misspelt flag in train.py", "train.py", lambda d, o: ["--max_stesp", "5", "--do_train", *train_outputs(o)],
+         "--max_stesp: unknown flag; did you mean --max_steps?"),
+    Case("misspelt flag with = in train.py", "train.py",
+         lambda d, o: ["--do_train", "--lerning_rate=1e-4", *train_outputs(o)],
+         "--lerning_rate: unknown flag; did you mean --learning_rate?"),
+    Case("misspelt flag in preprocess.py", "preprocess.py",
+         lambda d, o: ["--data_dir", str(d), "--max_seq_lenght", "64", *outputs(o)],
+         "--max_seq_lenght: unknown flag; did you mean --max_seq_length?"),
+    Case("training flag given to preprocess.py", "preprocess.py",
+         lambda d, o: ["--data_dir", str(d), "--learning_rate", "1e-4", *outputs(o)],
+         "--learning_rate: unknown flag"),
+    Case("misspelt flag in pretrain.py", "pretrain.py",
+         lambda d, o: ["--data_dir", str(d), "--mlm_probabilty", "0.2", "--output_dir", str(o / "model")],
+         "--mlm_probabilty: unknown flag; did you mean --mlm_probability?"),
+    Case("misspelt key in a train.py profile", "train.py",
+         lambda d, o: [str(d / "profile.json"), *quick_train(d), *train_outputs(o)],
+         "profile.json: unknown key 'max_stesp'; did you mean 'max_steps'?",
+         prepare=lambda d: (d / "profile.json").write_text('{"_comment": "a note", "max_stesp": 5}')),
+    Case("misspelt key in a profile given to preprocess.py", "preprocess.py",
+         lambda d, o: [str(d / "profile.json"), "--data_dir", str(d), *outputs(o)],
+         "profile.json: unknown key 'lerning_rate'; did you mean 'learning_rate'?",  # training keys are fine there
+         prepare=lambda d: (d / "profile.json").write_text('{"learning_rate": 1e-4, "lerning_rate": 1e-4}')),
+    Case("bad value (argparse's own error)", "train.py", lambda d, o: ["--max_steps", "x", *train_outputs(o)],
+         "argument --max_steps/--max-steps: invalid int value: 'x'"),
+    Case("save_steps not a multiple of eval_steps", "train.py",
+         lambda d, o: ["--do_train", "--save_steps", "5", "--eval_steps", "10", *train_outputs(o)],
+         "--save_steps 5 is not a multiple of --eval_steps 10: choosing the best checkpoint"),
+    Case("evaluation by epoch, checkpoints by steps", "train.py",
+         lambda d, o: ["--do_train", "--eval_strategy", "epoch", "--save_strategy", "steps", *train_outputs(o)],
+         "--eval_strategy epoch with --save_strategy steps: choosing the best checkpoint"),
+    Case("best model asked for without evaluations", "train.py",
+         lambda d, o: ["--do_train", "--eval_strategy", "no", "--load_best_model_at_end", "true", *train_outputs(o)],
+         "--load_best_model_at_end needs evaluations and checkpoints, but --eval_strategy is no"),
+    Case("empty task list in train.py", "train.py", lambda d, o: [*quick_train(d), "--tasks", ",", *train_outputs(o)],
+         "--tasks ',' names no task"),
+    Case("empty task list in preprocess.py", "preprocess.py",
+         lambda d, o: ["--data_dir", str(d), "--tasks", ",", *outputs(o)], "--tasks ',' names no task"),
+    Case("negative epochs", "train.py",
+         lambda d, o: [*quick_train(d), "--max_steps", "-1", "--num_train_epochs", "-1", *train_outputs(o)],
+         "--num_train_epochs -1 trains nothing; give a number of epochs > 0 (or --max_steps N)"),
+    Case("zero epochs in pretrain.py", "pretrain.py",
+         lambda d, o: [*quick_pretrain(d), "--num_train_epochs", "0", "--output_dir", str(o / "model")],
+         "--num_train_epochs 0 trains nothing"),
+    # unwritable directories: a path under a regular file, or under /proc (tests run as root, where chmod stops nothing)
+    Case("output_dir under a file", "train.py",
+         lambda d, o: [*quick_train(d), *train_outputs(o),
+                       "--output_dir", str(d / "a_file" / "model")],
+         "--output_dir {d}/a_file/model: cannot be written: {d}/a_file is a file, not a directory",
+         prepare=lambda d: (d / "a_file").write_text("x")),
+    Case("prediction_dir under a file with --do_predict", "train.py",
+         lambda d, o: [*quick_train(d), "--do_predict", *train_outputs(o),
+                       "--prediction_dir", str(d / "a_file" / "pred")],
+         "--prediction_dir {d}/a_file/pred: cannot be written: {d}/a_file is a file",
+         prepare=lambda d: (d / "a_file").write_text("x")),
+    Case("cleaned_dir under a file", "train.py",
+         lambda d, o: [*quick_train(d), *train_outputs(o),
+                       "--cleaned_dir", str(d / "a_file" / "clean")],
+         "--cleaned_dir {d}/a_file/clean: cannot be written", prepare=lambda d: (d / "a_file").write_text("x")),
+    Case("data_save_dir under a file", "preprocess.py",
+         lambda d, o: ["--data_dir", str(d), *outputs(o), "--data_save_dir", str(d / "a_file" / "cache")],
+         "--data_save_dir {d}/a_file/cache: cannot be written", prepare=lambda d: (d / "a_file").write_text("x")),
+    Case("pretrain.py output_dir where no file can be made", "pretrain.py",
+         lambda d, o: [*quick_pretrain(d), "--max_steps", "1", "--output_dir", "/proc/mtl_model"],
+         "--output_dir /proc/mtl_model: cannot be written: cannot write in /proc"),
     Case("predict.py input file that does not exist", "predict.py",
          lambda d, o: ["--model_name_or_path", str(TINY_CONFIG.parent), "--tasks", "tnews",
                        "--input_file", str(d / "nothing.tsv"), "--output_file", str(o / "out.jsonl")],
@@ -149,9 +225,37 @@ def test_bad_input_gets_one_line_error_and_nothing_written(case: Case, small_dat
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.rstrip("\n").split("\n")[-1]
-    assert last.startswith(f"{case.prog}: error: ") and case.message in last, last
+    assert last.startswith(f"{case.prog}: error: ") and case.message.format(d=data) in last, last
     written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
     assert not written, written
+
+
+def test_best_checkpoint_default_follows_the_strategies():
+    """--eval_strategy no or --save_strategy no alone just work (no best checkpoint then); the default run keeps the
+    2020 behaviour: the best checkpoint by eval_avg."""
+    import train
+
+    def best(*flags: str):
+        training_args = train.parse_args(["--report_to", "none", *flags])[3]
+        return training_args.load_best_model_at_end, training_args.metric_for_best_model
+
+    assert best() == (True, "avg")
+    assert best("--eval_strategy", "epoch", "--save_strategy", "epoch") == (True, "avg")
+    assert best("--save_steps", "5000") == (True, "avg")
+    assert best("--eval_strategy", "no")[0] is False
+    assert best("--save_strategy", "no")[0] is False
+    assert best("--save_steps", "5", "--eval_steps", "10", "--load_best_model_at_end", "false")[0] is False
+
+
+def test_writable_directory_probe_leaves_nothing_behind(tmp_path):
+    from mtl.args import writable_dir_problem
+
+    assert writable_dir_problem(tmp_path / "new" / "dir") is None
+    assert writable_dir_problem(tmp_path) is None
+    assert list(tmp_path.iterdir()) == []  # neither the directories nor the probe's file
+    (tmp_path / "f").write_text("x")
+    assert writable_dir_problem(tmp_path / "f" / "sub") == f"{tmp_path / 'f'} is a file, not a directory"
+    assert writable_dir_problem(tmp_path / "f") == f"{tmp_path / 'f'} is a file, not a directory"
 
 
 def test_damaged_cache_is_detected_and_rebuilt(small_data_dir, tmp_path):

@@ -2,16 +2,20 @@
 transformers' TrainingArguments with the 2020 defaults and EMA."""
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterable, Optional
 
 import torch
-from transformers import TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 
-from .errors import UsageError
-from .paths import DEFAULT_TOKENIZER_DIR
+from .errors import OneLineArgumentErrors, UsageError
+from .paths import DEFAULT_TOKENIZER_DIR, resolve
 from .support import refuse_backends
 from .task_mixing import STRATEGIES
 from .tasks import DEFAULT_TASKS
@@ -36,6 +40,11 @@ class DataTrainingArguments:
     debug: bool = field(default=False, metadata={"help": "Use only the first 1000 rows of every file."})
     skip_bad_rows: bool = field(default=False, metadata={"help": "Drop malformed rows (reported by file and line) instead of stopping."})
     use_pseudo: Optional[str] = field(default=None, metadata={"help": "Directory of {TASK}_pseudo.csv files to add to the train split."})
+
+    def __post_init__(self):
+        if not any(name.strip() for name in self.tasks.split(",")):
+            raise UsageError(f"--tasks {self.tasks!r} names no task; give task names, spec files or folders, "
+                             "comma-separated (e.g. --tasks ocnli,tnews)")
 
 
 @dataclass
@@ -77,7 +86,8 @@ class MultiTaskTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=1000, metadata={"help": "Log the training loss every this many steps."})
     metric_for_best_model: Optional[str] = field(default="avg", metadata={"help": "Metric that picks the best checkpoint (eval_avg: mean macro-F1)."})
     greater_is_better: Optional[bool] = field(default=True, metadata={"help": "Whether a larger metric_for_best_model is better."})
-    load_best_model_at_end: bool = field(default=True, metadata={"help": "End training with the best checkpoint's (EMA) weights."})
+    # None: on when the run both evaluates and saves (--eval_strategy and --save_strategy not 'no'), else off
+    load_best_model_at_end: Optional[bool] = field(default=None, metadata={"help": "End training with the best checkpoint's (EMA) weights (by metric_for_best_model). Default: on when both --eval_strategy and --save_strategy are not 'no' (they must then match, and --save_steps be a multiple of --eval_steps), off otherwise."})
     # `--debug` belongs to DataTrainingArguments (first 1000 rows per file, as the 2020 scripts): HF's own debug
     # options (TPU metrics, underflow/overflow detection) are taken off the command line to free the name.
     debug: str = field(default="", init=False)
@@ -114,14 +124,58 @@ class MultiTaskTrainingArguments(TrainingArguments):
         if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in ("true", "false"):
             # HF's `Trainer.train(resume_from_checkpoint=True)` means the last checkpoint in output_dir
             self.resume_from_checkpoint = True if self.resume_from_checkpoint.lower() == "true" else None
+        if self.do_train:
+            check_training_length(self)
+        self.load_best_model_at_end = best_model_setting(self)
         refuse_backends(self)
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as err:  # transformers' own checks of the arguments (UsageError is one of them)
+            raise UsageError(" ".join(str(err).split())) from None
 
 
-def json_to_flags(path: str, known: Optional[set[str]] = None) -> list[str]:
+def check_training_length(args: TrainingArguments) -> None:
+    """A training run that would run no step (and exit 0 having trained nothing)."""
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise UsageError(f"--num_train_epochs {args.num_train_epochs:g} trains nothing; give a number of epochs > 0 "
+                         "(or --max_steps N)")
+
+
+def _strategy(value: Any) -> str:
+    return str(getattr(value, "value", value))  # "steps" given as a string or as transformers' enum
+
+
+def best_model_setting(args: TrainingArguments) -> bool:
+    """--load_best_model_at_end: as given, or (None) on when the run both evaluates and saves; the combinations
+    transformers refuses with it, refused here in one line that says what to use instead."""
+    evaluation, saving = _strategy(args.eval_strategy), _strategy(args.save_strategy)
+    if args.load_best_model_at_end is None:
+        if evaluation == "no" or saving == "no":
+            return False
+    elif not args.load_best_model_at_end:
+        return False
+    elif evaluation == "no" or saving == "no":
+        raise UsageError(f"--load_best_model_at_end needs evaluations and checkpoints, but --eval_strategy is "
+                         f"{evaluation} and --save_strategy {saving}; give both steps (or both epoch), or drop "
+                         "--load_best_model_at_end")
+    if saving != "best" and evaluation != saving:
+        raise UsageError(f"--eval_strategy {evaluation} with --save_strategy {saving}: choosing the best checkpoint "
+                         f"(--load_best_model_at_end, on by default) needs the same strategy for both; use "
+                         f"--save_strategy {evaluation}, or --load_best_model_at_end false")
+    eval_steps = args.eval_steps or args.logging_steps  # transformers evaluates every logging_steps without eval_steps
+    if evaluation == "steps" and eval_steps >= 1 and args.save_steps >= 1 and args.save_steps % eval_steps:
+        multiple = (args.save_steps // eval_steps + 1) * eval_steps
+        raise UsageError(f"--save_steps {args.save_steps:g} is not a multiple of --eval_steps {eval_steps:g}: "
+                         "choosing the best checkpoint (--load_best_model_at_end, on by default) needs every "
+                         f"checkpoint evaluated; use --save_steps {multiple:g} or --eval_steps {args.save_steps:g}, "
+                         "or --load_best_model_at_end false")
+    return True
+
+
+def json_to_flags(path: str, known: Optional[set[str]] = None, allowed: Optional[set[str]] = None) -> list[str]:
     """A JSON file of arguments as command-line flags, so that flags after it override it (as nanoGPT's config
     files): `train.py profile.json --max_steps 6`. `known`: keep only these keys (preprocess.py reads the data
-    arguments of a training profile and leaves the rest)."""
+    arguments of a training profile and leaves the rest). `allowed`: any other key (but `_comment`s) is a mistake."""
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -130,7 +184,11 @@ def json_to_flags(path: str, known: Optional[set[str]] = None) -> list[str]:
         raise UsageError(f"{path}: must hold one JSON object of argument names and values")
     flags: list[str] = []
     for key, value in values.items():
-        if key.startswith("_") or (known is not None and key not in known):  # "_comment" keys are notes
+        if key.startswith("_"):  # "_comment" keys are notes
+            continue
+        if allowed is not None and key not in allowed:
+            raise UsageError(f"{path}: unknown key {key!r}{did_you_mean(key, allowed, quote=repr)}")
+        if known is not None and key not in known:
             continue
         if value is None:
             continue
@@ -139,10 +197,87 @@ def json_to_flags(path: str, known: Optional[set[str]] = None) -> list[str]:
     return flags
 
 
-def expand_json_argument_file(argv: list[str], known: Optional[set[str]] = None) -> list[str]:
+def expand_json_argument_file(argv: list[str], known: Optional[set[str]] = None,
+                              allowed: Optional[set[str]] = None) -> list[str]:
     """`[file.json, *overrides]` -> the file's flags followed by the overrides; other argument lists unchanged."""
     if argv and argv[0].endswith(".json"):
-        from .paths import resolve
-
-        return json_to_flags(str(resolve(argv[0])), known) + argv[1:]
+        return json_to_flags(str(resolve(argv[0])), known, allowed) + argv[1:]
     return argv
+
+
+def did_you_mean(word: str, choices: Iterable[str], quote=str) -> str:
+    """"; did you mean X?" for the closest of `choices` (difflib), or ""."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {quote(close[0])}?" if close else ""
+
+
+class ArgumentParser(OneLineArgumentErrors, HfArgumentParser):
+    """HfArgumentParser whose mistakes are one-line UsageErrors (exit status 1 under run_cli, not argparse's 2)."""
+
+
+# train.py's argument dataclasses: the keys a training profile may hold (preprocess.py reads its data arguments)
+TRAIN_ARGUMENTS = (ModelArguments, DataTrainingArguments, PredictionArguments, MultiTaskTrainingArguments)
+
+
+def field_names(types: Iterable[type]) -> set[str]:
+    return {f.name for t in types for f in dataclasses.fields(t) if f.init}
+
+
+def parse_cli(types: tuple[type, ...], argv: Optional[list[str]] = None, description: Optional[str] = None,
+              profile: bool = True, profile_keys: Iterable[str] = ()) -> tuple[Any, ...]:
+    """A CLI's arguments as its dataclasses. With `profile`, a JSON file of arguments may come first (flags after it
+    override it); `profile_keys`: keys a profile may hold that this CLI does not read (they are left out). A
+    misspelt flag or profile key, a bad value: UsageError, one line with the closest name, before any dataclass is
+    built (and so before anything is read or written)."""
+    parser = ArgumentParser(types, description=description)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = {s[2:] for s in parser._option_string_actions if s.startswith("--") and "-" not in s[2:]}
+    if profile:
+        ours = field_names(types)
+        argv = expand_json_argument_file(argv, known=ours, allowed=ours | set(profile_keys))
+    namespace, unknown = parser.parse_known_args(args=argv)
+    if unknown:
+        flags = [a.split("=", 1)[0] for a in unknown if a.startswith("-") and not _is_number(a)]
+        if not flags:
+            raise UsageError(f"unexpected argument(s) {' '.join(unknown)}: give each value after its flag "
+                             f"({parser.prog} --help lists the flags)")
+        raise UsageError("; ".join(f"{flag}: unknown flag{did_you_mean(flag[2:], options, quote=lambda o: '--' + o)}"
+                                   for flag in flags) + f" ({parser.prog} --help lists the flags)")
+    values = vars(namespace)
+    return tuple(t(**{f.name: values[f.name] for f in dataclasses.fields(t) if f.init and f.name in values})
+                 for t in types)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def writable_dir_problem(path: str | Path) -> Optional[str]:
+    """Why the directory `path` could not be created or written into, or None. Nothing is left behind: the nearest
+    existing ancestor must be a directory in which a file can be made (an unnamed temporary file, removed at once)."""
+    path = resolve(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"cannot write in {existing} ({err.strerror})"
+    return None
+
+
+def check_writable_dirs(dirs: dict[str, Optional[str]]) -> None:
+    """{flag: directory} -> UsageError naming the first that cannot be created or written into; a CLI calls it at
+    start-up for the directories it will write (not in __post_init__: the argument classes are also built by code
+    that writes nothing)."""
+    for flag, path in dirs.items():
+        problem = None if path is None else writable_dir_problem(path)
+        if problem:
+            raise UsageError(f"{flag} {path}: cannot be written: {problem}; give a directory you can write to")
