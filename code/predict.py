@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 
-from mtl.errors import UsageError, run_cli
+from mtl.errors import ArgumentParser, UsageError, run_cli
 from mtl.io import write_text_atomic
 from mtl.new_texts import FORMATS, read_new_texts
 from mtl.paths import resolve
@@ -27,7 +27,7 @@ logger = logging.getLogger("predict")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="A model saved by train.py (a directory).")
     parser.add_argument("--tasks", required=True, help="Comma-separated task heads to apply, e.g. tnews,ocemotion.")
     source = parser.add_mutually_exclusive_group()

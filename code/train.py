@@ -28,7 +28,7 @@ from mtl.errors import UsageError, run_cli
 from mtl.labels import class_frequencies
 from mtl.metrics import format_scores
 from mtl.model import load_model, max_positions
-from mtl.outputs import write_predictions, write_pseudo_labels, write_submission_zip
+from mtl.outputs import PARTIAL_ZIP, SUBMISSION_ZIP, write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
 from mtl.support import refuse_unsupported
 from mtl.tasks import Task, get_tasks
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             out_dir = resolve(prediction_args.prediction_dir)
             files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in predicted]
             # --debug predicts the first 1000 rows of each test file: never let that pass for a submission
-            zip_name = "submit_PARTIAL_debug.zip" if data_args.debug else "submit.zip"
+            zip_name = PARTIAL_ZIP if data_args.debug else SUBMISSION_ZIP
             if data_args.debug:
                 logger.warning("--debug: the predictions cover only the first 1000 rows of each test file; they are "
                                "written to %s, which is NOT a submission (drop --debug for one)", out_dir / zip_name)
