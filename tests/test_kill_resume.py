@@ -1,0 +1,108 @@
+"""Issue 21, "survive every kill": train.py SIGKILLed around its checkpoint and final-model writes, as a preemption
+would, then the same command again, ends with the uninterrupted run's model, bit for bit, at exactly max_steps.
+
+One output directory takes the kills in turn: each rerun resumes from what the previous kill left and is itself
+killed at the next moment, each moment later in training than the last; the reruns of the final three moments
+each run to their end and are checked. The moments are found by polling the directory (a file or folder whose
+mtime is newer than the launch), then the process is killed after 0-20 ms."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO_ROOT, TINY_CONFIG, common
+
+pytestmark = pytest.mark.slow
+
+MAX_STEPS = 30
+
+
+def command(tmp: Path, data_dir: Path, out: str) -> list[str]:
+    # save every 5 steps (keeping 2 and the best), evaluate every 5, the best checkpoint's EMA as the final model
+    return [sys.executable, str(REPO_ROOT / "code" / "train.py"), "--config_name", str(TINY_CONFIG), "--do_train",
+            "--max_steps", str(MAX_STEPS), "--learning_rate", "1e-3", "--ema_decay", "0.9",
+            *common(tmp, data_dir, out, save_steps=5), "--eval_steps", "5", "--save_total_limit", "2"]
+
+
+def launch(cmd: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as f:
+        f.write(f"\n==== {time.strftime('%H:%M:%S')} launch\n".encode())
+        f.flush()
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def appeared(path: Path, since_ns: int) -> bool:
+    try:
+        return path.stat().st_mtime_ns >= since_ns
+    except FileNotFoundError:
+        return False
+
+
+def kill_when(proc: subprocess.Popen, path: Path, delay_s: float, since_ns: int, log: Path, timeout_s: float = 240):
+    """SIGKILL `proc` `delay_s` after `path` appears (or is rewritten); fails if the process ends first."""
+    deadline = time.monotonic() + timeout_s
+    while not appeared(path, since_ns):
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (exit {proc.returncode}) before {path} appeared; log:\n"
+                        + log.read_text()[-3000:])
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} did not appear in {timeout_s} s")
+        time.sleep(0.0005)
+    if delay_s:
+        time.sleep(delay_s)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, f"the run ended by itself before the kill at {path}"
+
+
+def final_model(out: Path) -> tuple[bytes, int]:
+    state = json.loads((out / "trainer_state.json").read_text())
+    return (out / "model.safetensors").read_bytes(), state["global_step"]
+
+
+def test_a_rerun_after_a_kill_at_any_moment_ends_with_the_uninterrupted_model(tmp_path, small_data_dir):
+    out = tmp_path / "killed"
+    log = tmp_path / "killed.log"
+    # The reference runs alongside the first kills (the machine has 2 cores; one test, two processes).
+    reference = launch(command(tmp_path, small_data_dir, "reference"), tmp_path / "reference.log")
+
+    def step(n: int, name: str = "") -> Path:
+        return out / f"checkpoint-{n}" / name
+
+    final_staging = out / ".final-model.tmp"
+    moments = [  # (what appears, then the kill after this many seconds)
+        (step(5), 0.0),  # a checkpoint folder just made: nothing complete yet, the rerun starts over
+        (step(10, "trainer_state.json"), 0.0),  # the Trainer's files written, not yet our raw training weights
+        (step(15, "model.safetensors"), 0.0),  # inside the model write
+        (step(20), 0.01),  # 10 ms into a checkpoint
+        (step(25, "training_weights.safetensors"), 0.0),  # every file but the marker (rotation not yet run)
+        (step(30, "optimizer.pt"), 0.0),  # the last checkpoint, half written
+        (step(30, "checkpoint_complete.json"), 0.0),  # the last checkpoint complete, rotation and final save ahead
+        (final_staging / "model.safetensors", 0.0),  # the final model being written
+        (out / "model.safetensors", 0.0),  # the final model moved into place, metrics and state not yet
+        (out / "train_results.json", 0.02),  # the metrics written, 20 ms later
+    ]
+    checked_from = len(moments) - 3  # these reruns start at max_steps: each one's result is checked
+    cmd = command(tmp_path, small_data_dir, "killed")
+    results = []
+    for i, (path, delay) in enumerate(moments):
+        since = time.time_ns()
+        kill_when(launch(cmd, log), path, delay, since, log)
+        if i >= checked_from:
+            assert launch(cmd, log).wait() == 0, log.read_text()[-3000:]
+            results.append(final_model(out))
+    assert reference.wait() == 0, (tmp_path / "reference.log").read_text()[-3000:]
+    expected, steps = final_model(tmp_path / "reference")
+    assert steps == MAX_STEPS
+    text = log.read_text()
+    assert "skipping incomplete checkpoint(s) checkpoint-5" in text  # the first rerun said what it passed over
+    for i, (model, global_step) in enumerate(results):
+        assert global_step == MAX_STEPS, f"rerun after moment {checked_from + i}: {global_step} steps"
+        assert model == expected, f"rerun after moment {checked_from + i}: the final model differs"
