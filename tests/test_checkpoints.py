@@ -118,7 +118,7 @@ def kill_at(monkeypatch, target, name: str, when) -> None:
 def test_a_kill_inside_a_save_then_the_same_command_gives_the_uninterrupted_model(
         moment, tmp_path, small_data_dir, reference, monkeypatch):
     """training_weights: the Trainer's files of checkpoint-4 written, ours not (the rerun must not take checkpoint-4,
-    whose model is the EMA); marker: every file written, the marker not; final_model: checkpoint-4 complete, the
+    whose model is the EMA); marker: every file written, the marker not (both: checkpoint-2 must survive); final_model: checkpoint-4 complete, the
     final model not written (the rerun starts at max_steps and must not train a step more)."""
     import mtl.trainer
 
@@ -128,10 +128,14 @@ def test_a_kill_inside_a_save_then_the_same_command_gives_the_uninterrupted_mode
         kill_at(monkeypatch, checkpoints, "mark_complete", lambda folder: str(folder).endswith("checkpoint-4"))
     else:
         kill_at(monkeypatch, MultiTaskTrainer, "save_model", lambda self, path=None, *a: checkpoints.STAGING_NAME in str(path))
-    args = run_args(tmp_path, small_data_dir, "killed")
+    # --save_total_limit 1: the previous complete checkpoint must survive until the new one is complete (the
+    # Trainer's own rotation runs before our raw training weights and the marker are written)
+    args = run_args(tmp_path, small_data_dir, "killed", "--save_total_limit", "1")
     with pytest.raises(Killed):
         train.main(args)
     assert checkpoints.is_complete(tmp_path / "killed" / "checkpoint-4") == (moment == "final_model")
+    if moment != "final_model":
+        assert checkpoints.newest_complete(tmp_path / "killed") == str(tmp_path / "killed" / "checkpoint-2")
     assert not (tmp_path / "killed" / "model.safetensors").exists()
     monkeypatch.undo()
     train.main(args)
@@ -139,14 +143,6 @@ def test_a_kill_inside_a_save_then_the_same_command_gives_the_uninterrupted_mode
     if moment == "final_model":  # and once more, on a finished run: still not a step more
         train.main(args)
         assert_same_final_model(tmp_path / "killed", reference)
-
-
-def test_the_previous_checkpoint_survives_until_the_new_one_is_complete(tmp_path, small_data_dir, monkeypatch):
-    """--save_total_limit 1: the Trainer's own rotation ran before our files and the marker were written."""
-    kill_at(monkeypatch, checkpoints, "mark_complete", lambda folder: str(folder).endswith("checkpoint-4"))
-    with pytest.raises(Killed):
-        train.main(run_args(tmp_path, small_data_dir, "limit", "--save_total_limit", "1"))
-    assert checkpoints.newest_complete(tmp_path / "limit") == str(tmp_path / "limit" / "checkpoint-2")
 
 
 def enospc(*args, **kwargs):
