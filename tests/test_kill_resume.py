@@ -1,7 +1,7 @@
 """Issue 21, "survive every kill": train.py SIGKILLed around its checkpoint and final-model writes, as a preemption
 would, then the same command again, ends with the uninterrupted run's model, bit for bit, at exactly max_steps.
 
-Ten moments in one output directory: every rerun resumes from what the previous kill left and is itself killed
+Eleven moments in one output directory: every rerun resumes from what the previous kill left and is itself killed
 at the next moment, later in training than the last; the last rerun runs to its end. A wrong resume anywhere in
 the chain (a crash, the EMA taken for the training weights, a step past max_steps) shows in that end (each
 launch costs ~10 s, mostly imports: ten reruns each run to their end would double the test's time). The moments are found by polling the directory (a file or folder whose mtime is newer than the launch), as a
@@ -22,7 +22,7 @@ from helpers import REPO_ROOT, TINY_CONFIG, common
 
 pytestmark = pytest.mark.slow
 
-MAX_STEPS = 30
+MAX_STEPS = 40
 
 
 def command(tmp: Path, data_dir: Path, out: str) -> list[str]:
@@ -84,14 +84,17 @@ def test_a_rerun_after_a_kill_at_any_moment_ends_with_the_uninterrupted_model(tm
         def step(n: int, name: str = "") -> Path:
             return out / f"checkpoint-{n}" / name
 
-        return [  # (what appears, then the kill after this many seconds), in the order training reaches them
+        # (what appears, then the kill after this many seconds), in the order training reaches them; no two at
+        # the same step, so a kill that lands late (the poller not scheduled at once) only moves the chain on
+        return [
             (step(5), 0.0),  # a checkpoint folder just made: nothing complete yet, the rerun starts over
             (step(10, "trainer_state.json"), 0.0),  # the Trainer's files written, not yet our raw training weights
             (step(15, "model.safetensors"), 0.0),  # inside the model write
             (step(20), 0.01),  # 10 ms into a checkpoint
             (step(25, "training_weights.safetensors"), 0.0),  # every file but the marker (rotation not yet run)
-            (step(30, "optimizer.pt"), 0.0),  # the last checkpoint, half written
-            (step(30, "checkpoint_complete.json"), 0.0),  # the last checkpoint complete; rotation, final save ahead
+            (step(30, "checkpoint_complete.json"), 0.0),  # just complete, rotation ahead: the rerun resumes from it
+            (step(35, "optimizer.pt"), 0.0),  # inside the optimizer write
+            (step(40, "checkpoint_complete.json"), 0.0),  # the last checkpoint complete; rotation, final save ahead
             (out / ".final-model.tmp" / "model.safetensors", 0.0),  # the final model being written
             (out / "model.safetensors", 0.0),  # the final model moved into place, metrics and state not yet
             (out / "train_results.json", 0.02),  # the metrics written, 20 ms later
