@@ -69,7 +69,8 @@ def final_model(out: Path) -> tuple[bytes, int]:
     """The final model and the last checkpoint's raw training weights, bytes; global_step."""
     state = json.loads((out / "trainer_state.json").read_text())
     weights = out / f"checkpoint-{MAX_STEPS}" / "training_weights.safetensors"
-    return (out / "model.safetensors").read_bytes() + weights.read_bytes(), state["global_step"]
+    raw = weights.read_bytes() if weights.exists() else b"no training weights"
+    return (out / "model.safetensors").read_bytes() + raw, state["global_step"]
 
 
 def run_chain(cmd: list[str], out: Path, log: Path, moments: list[tuple[Path, float]]) -> tuple[bytes, int]:
