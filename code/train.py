@@ -10,7 +10,6 @@ from typing import Any
 
 import transformers
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from mtl.args import (
     TRAIN_ARGUMENTS,
@@ -22,6 +21,7 @@ from mtl.args import (
     parse_cli,
 )
 from mtl.cache import load_or_build_task, read_label2id
+from mtl.checkpoints import newest_complete, save_final_model
 from mtl.curves import plot_curves
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.errors import UsageError, run_cli
@@ -49,9 +49,9 @@ def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
     output_dir that holds checkpoints continues from the last one unless --overwrite_output_dir."""
     if args.resume_from_checkpoint is not None or not args.do_train or args.overwrite_output_dir:
         return args.resume_from_checkpoint
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    last = newest_complete(args.output_dir)  # a checkpoint a kill cut short is skipped (mtl/checkpoints.py)
     if last is not None:
-        logger.info("resuming from %s, the last checkpoint in %s (--overwrite_output_dir starts over)",
+        logger.info("resuming from %s, the newest complete checkpoint in %s (--overwrite_output_dir starts over)",
                     last, args.output_dir)
     return last
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
-        trainer.save_model()  # EMA weights (or the best checkpoint's), config with tasks, tokenizer
+        save_final_model(trainer)  # trainer.save_model(), crash-safe: EMA weights (or the best checkpoint's), config, tokenizer
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 import train
 from helpers import REPO_ROOT, TINY_CONFIG, common
 from mtl.args import DataTrainingArguments, ModelArguments, PredictionArguments
+from mtl.checkpoints import mark_complete
 from mtl.io import read_tsv
 from mtl.outputs import write_pseudo_labels
 from mtl.tasks import ROUND2_DIR, TASKS
@@ -282,6 +283,7 @@ def test_resume_rule_true_overwrite_and_no_checkpoint(tmp_path):
     for step in (5, 40):
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        mark_complete(tmp_path / f"checkpoint-{step}")  # a checkpoint counts once complete (mtl/checkpoints.py)
     assert train.checkpoint_to_resume(args()) == str(tmp_path / "checkpoint-40")
     assert train.checkpoint_to_resume(args(overwrite_output_dir=True)) is None
     assert train.checkpoint_to_resume(args(resume_from_checkpoint="true")) is True  # the Trainer's "last one"

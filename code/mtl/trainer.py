@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, denumpify_detensorize
 
+from . import checkpoints
 from .data import MultiTaskBatchSampler, MultiTaskDataset
 from .ema import EMACallback, WeightEMA
 from .errors import UsageError
@@ -328,11 +329,13 @@ class MultiTaskTrainer(Trainer):
         return result
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
-        with self.ema_weights():
-            super()._save_checkpoint(model, trial)
-        if self.ema is not None and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            save_file(self.ema.training_state(), os.path.join(folder, TRAINING_WEIGHTS_NAME))
+        run_dir = self._get_output_dir(trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        with checkpoints.saving_checkpoint(self, run_dir, folder):  # complete only when marked, written last
+            with self.ema_weights():
+                super()._save_checkpoint(model, trial)
+            if self.ema is not None and self.args.should_save:
+                save_file(self.ema.training_state(), os.path.join(folder, TRAINING_WEIGHTS_NAME))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[torch.nn.Module] = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -351,9 +354,17 @@ class MultiTaskTrainer(Trainer):
         if self.ema is not None:
             self.ema.reset_from_model()  # the best checkpoint holds EMA weights; keep them as the final model
 
-    def train(self, *args: Any, **kwargs: Any):
-        """Train; afterwards the model holds the EMA weights (or the best checkpoint's), ready to save."""
-        output = super().train(*args, **kwargs)
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
+        if self.state.global_step >= self.state.max_steps:  # resumed from the last checkpoint: not one step more
+            self.control.should_training_stop = True
+            return
+        super()._run_epoch(*args, **kwargs)
+
+    def train(self, resume_from_checkpoint: Optional[str | bool] = None, *args: Any, **kwargs: Any):
+        """Train; afterwards the model holds the EMA weights (or the best checkpoint's), ready to save.
+        `resume_from_checkpoint`: true takes the newest complete checkpoint, a path must be a complete one."""
+        resume_from_checkpoint = checkpoints.resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
         if self.ema is not None:
             self.ema.check_same_on_all_ranks()
             self.ema.copy_to_model()
