@@ -127,8 +127,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                        task_text_columns=[list(t.text_columns) for t in tasks], task_cleaners=[t.cleaner for t in tasks])
     if training_args.do_train:  # predict.py truncates new texts as training did
         model.config.max_seq_length = data_args.max_seq_length
+    # The priors are the train split's of the run that trains; evaluating or predicting keeps the model's own (a
+    # different --max_train_samples or train file must not change what a saved model predicts).
     set_logit_adjustment(model.config, model_args.logit_adjustment,
-                         {t.name: cached[t.name]["train"]["labels"] for t in tasks})
+                         {t.name: cached[t.name]["train"]["labels"] for t in tasks} if training_args.do_train else {})
     if model_args.freeze:
         model.freeze_encoder()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
