@@ -2,9 +2,11 @@
 
 The training loop is transformers' own, so its flags (bf16, gradient accumulation and checkpointing, report_to,
 resume, DDP under torchrun or accelerate launch) all apply. Overridden: the dataloaders (our sampler shards task
-batches across processes), `evaluation_loop` (exact row accounting, see there), `evaluate` / `predict_tasks` (EMA
-weights), and three private checkpoint methods (`_save_checkpoint`, `_load_from_checkpoint`, `_load_best_model`)
-that have no public hook for keeping the EMA and the raw training weights together.
+batches across processes), `evaluation_loop` (exact row accounting and the Trainer's evaluation-only set-up, see
+there), `evaluate` / `predict_tasks` (EMA weights), three private checkpoint methods (`_save_checkpoint`,
+`_load_from_checkpoint`, `_load_best_model`) that have no public hook for keeping the EMA and the raw training
+weights together (saves are crash-safe: mtl/checkpoints.py), and `_run_epoch` (a resumed, finished run takes no
+extra step). Unsupported option combinations are refused by mtl/support.py.
 """
 from __future__ import annotations
 
