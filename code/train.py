@@ -61,9 +61,10 @@ def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments
     """Combinations that would fail late (after hours, on a GPU as a device-side assert): refused before any work,
     in one line. Also every directory this run will write, so that none is found unwritable after training."""
     refuse_unsupported(training_args, freeze=model_args.freeze)
-    check_writable_dirs({"--output_dir": training_args.output_dir, "--data_save_dir": data_args.data_save_dir,
-                         "--cleaned_dir": data_args.cleaned_dir,
-                         "--prediction_dir": prediction_args.prediction_dir if training_args.do_predict else None})
+    if training_args.should_save:  # the processes that write (under torchrun the others write nothing, not even a probe)
+        check_writable_dirs({"--output_dir": training_args.output_dir, "--data_save_dir": data_args.data_save_dir,
+                             "--cleaned_dir": data_args.cleaned_dir,
+                             "--prediction_dir": prediction_args.prediction_dir if training_args.do_predict else None})
     if model_args.logit_adjustment is not None and model_args.logit_adjustment < 0:
         raise UsageError(f"--logit_adjustment {model_args.logit_adjustment}: give a tau >= 0 (0 turns it off)")
     positions = max_positions(model_args.model_name_or_path, model_args.config_name, model_args.cache_dir)
