@@ -4,6 +4,7 @@ Reads like HF's run_glue.py: arguments, data, model, Trainer, then train / evalu
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from mtl.args import (
     parse_cli,
 )
 from mtl.cache import load_or_build_task, read_label2id
-from mtl.checkpoints import newest_complete, save_final_model
+from mtl.checkpoints import newest_complete, remove_checkpoints, resolve_resume, save_final_model
 from mtl.curves import plot_curves
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.errors import UsageError, run_cli
@@ -47,8 +48,10 @@ def parse_args(argv: list[str] | None = None):
 def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
     """--resume_from_checkpoint (a path, or true: the last one), else run_glue's rule: a training run into an
     output_dir that holds checkpoints continues from the last one unless --overwrite_output_dir."""
-    if args.resume_from_checkpoint is not None or not args.do_train or args.overwrite_output_dir:
-        return args.resume_from_checkpoint
+    if args.resume_from_checkpoint is not None:
+        return resolve_resume(args.resume_from_checkpoint, args.output_dir) if args.do_train else None
+    if not args.do_train or args.overwrite_output_dir:
+        return None
     last = newest_complete(args.output_dir)  # a checkpoint a kill cut short is skipped (mtl/checkpoints.py)
     if last is not None:
         logger.info("resuming from %s, the newest complete checkpoint in %s (--overwrite_output_dir starts over)",
@@ -71,6 +74,19 @@ def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments
     if positions is not None and data_args.max_seq_length > positions:
         raise UsageError(f"--max_seq_length {data_args.max_seq_length} exceeds the model's {positions} position "
                          f"embeddings; use --max_seq_length {positions} or less")
+
+
+def check_heads(model: str | None, task_names: list[str]) -> None:
+    """A run that does not train evaluates and predicts with the model's heads: a task without one would get a head
+    initialised at random, and a submission from it."""
+    config = Path(model or "") / "config.json"
+    if not model or not config.is_file():
+        return
+    heads = json.loads(config.read_text(encoding="utf-8")).get("task_names") or []
+    missing = [name for name in task_names if name not in heads]
+    if missing:
+        raise UsageError(f"{model} has no head for task(s) {missing} (its heads: {heads or 'none'}); evaluate or "
+                         f"predict with --tasks among its heads, or train one first with --do_train")
 
 
 def task_metric(task: Task, label2id: dict[str, int]) -> tuple[str, int | None]:
@@ -106,10 +122,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if model_args.config_name:
         model_args.config_name = str(resolve(model_args.config_name))
     check_arguments(model_args, data_args, training_args, prediction_args)
+    resume = checkpoint_to_resume(training_args)  # before any work: a missing or incomplete checkpoint is one line
+    if training_args.do_train and training_args.overwrite_output_dir and resume is None and training_args.should_save:
+        remove_checkpoints(training_args.output_dir)  # starting over: an old run's checkpoints would be resumed later
     set_seed(training_args.seed)
 
     # ---- data ----
     tasks = get_tasks(data_args.tasks)
+    if not training_args.do_train:
+        check_heads(model_args.model_name_or_path, [t.name for t in tasks])
     # --tokenizer_name, else the model's own tokenizer, else --tokenizer_dir
     tokenizer = load_tokenizer(model_args.tokenizer_name
                                or tokenizer_source(model_args.model_name_or_path, data_args.tokenizer_dir))
@@ -155,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics: dict[str, float] = {}
 
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+        result = trainer.train(resume_from_checkpoint=resume)
         save_final_model(trainer)  # trainer.save_model(), crash-safe: EMA weights (or the best checkpoint's), config, tokenizer
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)

@@ -45,6 +45,12 @@ class DataTrainingArguments:
         if not any(name.strip() for name in self.tasks.split(",")):
             raise UsageError(f"--tasks {self.tasks!r} names no task; give task names, spec files or folders, "
                              "comma-separated (e.g. --tasks ocnli,tnews)")
+        if not 0 < self.train_val_split_ratio < 1:
+            raise UsageError(f"--train_val_split_ratio {self.train_val_split_ratio}: must be between 0 and 1 (each "
+                             "task needs training and validation rows), e.g. 0.1")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise UsageError(f"--max_train_samples {self.max_train_samples}: must be at least 1 (leave it out for "
+                             "every row)")
 
 
 @dataclass
@@ -119,6 +125,12 @@ class MultiTaskTrainingArguments(TrainingArguments):
                 raise UsageError(f"--{name} {getattr(self, name)}: must be at least 1")
         if self.task_sampling not in STRATEGIES:
             raise UsageError(f"--task_sampling {self.task_sampling}: use one of {', '.join(STRATEGIES)}")
+        if not 0 <= self.ema_decay < 1:
+            raise UsageError(f"--ema_decay {self.ema_decay}: must be in [0, 1) (0 turns the EMA off; 0.999 is the "
+                             "2020 value)")
+        if self.train_sampling_strategy not in ("random", "group_by_length"):
+            raise UsageError(f"--train_sampling_strategy {self.train_sampling_strategy}: use random or "
+                             "group_by_length (the task sampler makes the batches)")
         if not self.task_sampling_temperature > 0 or (self.task_sampling_cap is not None and self.task_sampling_cap < 1):
             raise UsageError("--task_sampling_temperature must be > 0 and --task_sampling_cap at least 1")
         if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in ("true", "false"):

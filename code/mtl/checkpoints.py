@@ -195,11 +195,21 @@ def resolve_resume(resume_from_checkpoint: str | bool | None, output_dir: str) -
     if resume_from_checkpoint is True:
         newest = newest_complete(output_dir)
         if newest is None:
-            raise ValueError(f"No valid checkpoint found in output directory ({output_dir}): no complete "
+            raise UsageError(f"No valid checkpoint found in output directory ({output_dir}) for --resume_from_checkpoint "
+                             f"true: no complete "
                              f"{PREFIX_CHECKPOINT_DIR}-N (with {MARKER_NAME}) there")
         return newest
     check_resumable(str(resume_from_checkpoint))
     return str(resume_from_checkpoint)
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    """--overwrite_output_dir: an earlier run's checkpoints go, complete or not. Left there, they would count as newer
+    than this run's in the rotation, and a later run without the flag would resume from them."""
+    complete, incomplete = find_checkpoints(output_dir)
+    for folder in complete + incomplete:
+        logger.warning("--overwrite_output_dir: removing %s, a checkpoint of an earlier run", folder)
+        shutil.rmtree(folder)
 
 
 def _parameter_bytes(model) -> int:

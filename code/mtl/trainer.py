@@ -11,6 +11,7 @@ extra step). Unsupported option combinations are refused by mtl/support.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -340,16 +341,36 @@ class MultiTaskTrainer(Trainer):
                 save_file(self.ema.training_state(), os.path.join(folder, TRAINING_WEIGHTS_NAME))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[torch.nn.Module] = None) -> None:
+        config_path = os.path.join(resume_from_checkpoint, "config.json")
+        saved_tasks = json.loads(open(config_path, encoding="utf-8").read()).get("task_names") \
+            if os.path.exists(config_path) else None
+        if saved_tasks is not None and list(saved_tasks) != list(self.task_names):
+            raise UsageError(f"{resume_from_checkpoint} was written by a run with the heads {saved_tasks}, this run "
+                             f"has {self.task_names}: resume with that run's --tasks, or start over with "
+                             "--overwrite_output_dir (or another --output_dir)")
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if self.ema is None:
             return
         self.ema.reset_from_model()  # the checkpoint's model weights are the EMA
         path = os.path.join(resume_from_checkpoint, TRAINING_WEIGHTS_NAME)
         if os.path.exists(path):
-            self.ema.load_training_state(load_file(path))
+            state = load_file(path)
+            if set(state) != set(self.ema.names):
+                raise UsageError(f"{resume_from_checkpoint} holds the training weights of other parameters than this "
+                                 "run trains (another --freeze setting?): resume with the settings it was written "
+                                 "with, or start over with --overwrite_output_dir")
+            self.ema.load_training_state(state)
         else:
             logger.warning("%s has no %s: training resumes from the EMA weights", resume_from_checkpoint,
                            TRAINING_WEIGHTS_NAME)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: Optional[str]) -> None:
+        try:
+            super()._load_optimizer_and_scheduler(checkpoint)
+        except ValueError:  # torch: "loaded state dict contains a parameter group that doesn't match ..."
+            raise UsageError(f"{checkpoint}: its optimizer state does not fit this run's trainable parameters "
+                             "(another --tasks or --freeze setting?): resume with the settings it was written with, "
+                             "or start over with --overwrite_output_dir") from None
 
     def _load_best_model(self) -> None:
         super()._load_best_model()
