@@ -197,6 +197,7 @@ def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_bac
         for p in model.parameters():
             p.mul_(1.0 / 3.0).add_(0.01)
     trainer.ema.update(1)
+    trainer.is_in_train = True  # evaluation during training: outside it the model holds the EMA weights already
     raw = [p.detach().clone() for p in model.parameters()]
     head = model.heads["tnews"].classifier.weight
     head_index = next(i for i, p in enumerate(trainer.ema.params) if p is head)
