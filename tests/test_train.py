@@ -287,7 +287,8 @@ def test_resume_rule_true_overwrite_and_no_checkpoint(tmp_path):
         mark_complete(tmp_path / f"checkpoint-{step}")  # a checkpoint counts once complete (mtl/checkpoints.py)
     assert train.checkpoint_to_resume(args()) == str(tmp_path / "checkpoint-40")
     assert train.checkpoint_to_resume(args(overwrite_output_dir=True)) is None
-    assert train.checkpoint_to_resume(args(resume_from_checkpoint="true")) is True  # the Trainer's "last one"
+    # true: the newest complete checkpoint, resolved here (the Trainer's own rule would take an incomplete one)
+    assert train.checkpoint_to_resume(args(resume_from_checkpoint="true")) == str(tmp_path / "checkpoint-40")
     parsed = train.parse_args(["--resume_from_checkpoint", "True", "--output_dir", str(tmp_path)])[-1]
     assert parsed.resume_from_checkpoint is True
 
