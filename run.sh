@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end: preprocess -> (PRETRAIN_EPOCHS: MLM pretraining) -> stage 1 -> stage 2 -> test B prediction -> prediction_result/.
-# Every setting is an environment variable; README.md ("run.sh settings") lists them. Examples:
+# Every setting is an environment variable; docs/training.md ("run.sh settings") lists them. Examples:
 #   bash run.sh                                   # auto: baseline on a CUDA machine with the model reachable, else demo
 #   PROFILE=baseline MODEL=/models/chinese-roberta-wwm-ext-large bash run.sh
 #   PROFILE=demo STAGE1_EPOCHS=1 OUTPUT_DIR=/tmp/run bash run.sh
