@@ -11,7 +11,8 @@ import torch
 
 from common import header, results_path, table, write_section
 from mtl.ema import WeightEMA
-from mtl.model import BertMultiTaskModel, add_tasks_to_config
+from mtl.heads import TaskHead
+from mtl.model import BertMultiTaskModel, multitask_config
 
 
 class EMA2020:
@@ -48,7 +49,7 @@ def main() -> None:
 
     shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256) if args.smoke \
         else dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
-    config = add_tasks_to_config(BertConfig(vocab_size=21128, **shape), ["tnews"], [15])
+    config = multitask_config(BertConfig(vocab_size=21128, **shape), [TaskHead("tnews", [str(i) for i in range(15)])])
     torch.manual_seed(0)
     model = BertMultiTaskModel(config)
     n_params = sum(p.numel() for p in model.parameters())

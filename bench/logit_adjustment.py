@@ -51,14 +51,14 @@ def main() -> None:
     data_args = DataTrainingArguments(data_dir=args.data_dir, data_save_dir=args.data_save_dir,
                                       cleaned_dir=args.data_save_dir, max_seq_length=args.max_seq_length)
     tasks = get_tasks(None)
-    model = load_model(args.model, None, [t.name for t in tasks], [], [], drop_other_heads=False).eval()
+    model = load_model(args.model, None, []).eval()
     config = model.config
-    config.task_class_priors = list(config.task_class_priors or [None] * len(config.task_names))
     scores = {part: {tau: [] for tau in taus} for part in ("all", "even rows", "odd rows")}
     for task in tasks:
         cached = load_or_build_task(task, tokenizer, data_args)
         task_id = config.task_index(task.name)
-        config.task_class_priors[task_id] = class_frequencies(cached["train"]["labels"], config.task_num_labels[task_id])
+        head = config.tasks[task_id]
+        head.class_priors = class_frequencies(cached["train"]["labels"], head.num_labels)
         config.logit_adjustment = 0.0  # raw logits once; adjusted per tau below
         logits = validation_logits(model, SingleTaskDataset(cached["val"], task_id), tokenizer.pad_token_id)
         gold = cached["val"]["labels"].numpy()

@@ -18,6 +18,7 @@ from transformers import BertConfig
 
 from common import REPO_ROOT, header, results_path, table, write_section
 from mtl.io import read_tsv
+from mtl.labels import label2id_for
 from mtl.model import load_model
 from mtl.paths import DEFAULT_TOKENIZER_DIR
 from mtl.predictor import Predictor
@@ -52,9 +53,8 @@ def main() -> None:
     torch.manual_seed(0)
     tasks = list(TASKS)
     config = BertConfig.from_json_file(str(REPO_ROOT / "code" / "assets" / "configs" / "demo.json"))
-    model = load_model(None, str(REPO_ROOT / "code" / "assets" / "configs" / "demo.json"), tasks,
-                       [TASKS[t].num_labels for t in tasks], [{i: label for i, label in enumerate(sorted(TASKS[t].labels))}
-                                                              for t in tasks])
+    model = load_model(None, str(REPO_ROOT / "code" / "assets" / "configs" / "demo.json"),
+                       [TASKS[t].head(label2id_for(TASKS[t].labels)) for t in tasks])
     model.config.max_seq_length = 128  # the demo profile's truncation
     tokenizer = load_tokenizer(DEFAULT_TOKENIZER_DIR)
     results = []
@@ -72,7 +72,7 @@ def main() -> None:
             start = time.perf_counter()
             looped = one_at_a_time(loop_model, tokenizer, predictor.config.task_index(task), texts, 128)
             loop_s = time.perf_counter() - start
-            names = predictor.config.labels_of(task)
+            names = predictor.config.head(task).labels
             agree = sum(names[k] == p.label for k, p in zip(looped, batched)) / len(texts)
             results.append({"task": task, "rows": len(texts), "Predictor rows/s (batch 64, length-sorted)":
                             f"{len(texts) / batched_s:,.0f}", "one-at-a-time rows/s": f"{len(texts) / loop_s:,.0f}",

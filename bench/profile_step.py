@@ -40,7 +40,8 @@ def main() -> None:
     from mtl.cache import load_or_build_task
     from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
     from mtl.ema import WeightEMA
-    from mtl.model import BertMultiTaskModel, add_tasks_to_config
+    from mtl.labels import label2id_for
+    from mtl.model import BertMultiTaskModel, multitask_config
     from mtl.tasks import get_tasks
     from mtl.tokenizer import load_tokenizer
     from mtl.trainer import MultiTaskTrainer
@@ -50,8 +51,8 @@ def main() -> None:
     tokenizer = load_tokenizer(data_args.tokenizer_dir)
     tasks = get_tasks(None)
     train = {t.name: load_or_build_task(t, tokenizer, data_args)["train"] for t in tasks}
-    config = add_tasks_to_config(BertConfig(vocab_size=21128, max_position_embeddings=512, **SIZES[args.size]),
-                                 [t.name for t in tasks], [t.num_labels for t in tasks])
+    config = multitask_config(BertConfig(vocab_size=21128, max_position_embeddings=512, **SIZES[args.size]),
+                              [t.head(label2id_for(t.labels)) for t in tasks])
     torch.manual_seed(0)
     model = BertMultiTaskModel(config)
     dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})

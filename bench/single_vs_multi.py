@@ -102,7 +102,7 @@ def main() -> None:
 
     config = json.loads((out / "multi" / "config.json").read_text())
     rows = []
-    for i, task_name in enumerate(config["task_names"]):
+    for i, task_name in enumerate(t["name"] for t in config["tasks"]):
         single, multi = results[f"single_{i}"], results["multi"]
         metric = _metric_of(tasks[i])
         rows.append({"task": task_name, "metric": metric, "single": f"{single[f'eval_{task_name}']:.4f}",

@@ -82,7 +82,8 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
     from mtl.args import DataTrainingArguments
     from mtl.cache import load_or_build_task
     from mtl.data import MultiTaskBatchSampler, MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
-    from mtl.model import BertMultiTaskModel, add_tasks_to_config
+    from mtl.labels import label2id_for
+    from mtl.model import BertMultiTaskModel, multitask_config
     from mtl.tasks import get_tasks
     from mtl.tokenizer import load_tokenizer
     from mtl.trainer import MultiTaskTrainer
@@ -125,7 +126,7 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
             # accelerate prefetches one batch, so the counter may hold one more than was consumed
             counters.append(counter.batches[task_warmup:timer.steps])
     else:  # the multi-task variants: one model with a head per task over the same train splits
-        config = add_tasks_to_config(config, [t.name for t in tasks], [t.num_labels for t in tasks])
+        config = multitask_config(config, [t.head(label2id_for(t.labels)) for t in tasks])
         model = BertMultiTaskModel(config).to(device)
         dataset = MultiTaskDataset({t.name: SingleTaskDataset(train[t.name], i) for i, t in enumerate(tasks)})
         if variant == "bare":

@@ -28,7 +28,7 @@ from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.errors import UsageError, run_cli
 from mtl.labels import class_frequencies
 from mtl.metrics import format_scores
-from mtl.model import load_model, max_positions
+from mtl.model import head_names, load_model, max_positions
 from mtl.outputs import PARTIAL_ZIP, SUBMISSION_ZIP, write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
 from mtl.support import refuse_unsupported
@@ -82,7 +82,7 @@ def check_heads(model: str | None, task_names: list[str]) -> None:
     config = Path(model or "") / "config.json"
     if not model or not config.is_file():
         return
-    heads = json.loads(config.read_text(encoding="utf-8")).get("task_names") or []
+    heads = head_names(json.loads(config.read_text(encoding="utf-8")), model)
     missing = [name for name in task_names if name not in heads]
     if missing:
         raise UsageError(f"{model} has no head for task(s) {missing} (its heads: {heads or 'none'}); evaluate or "
@@ -100,9 +100,9 @@ def task_metric(task: Task, label2id: dict[str, int]) -> tuple[str, int | None]:
 def set_logit_adjustment(config, tau: float | None, train_labels: dict[str, Any]) -> None:
     """The priors of the post-hoc logit adjustment: this run's tasks' class frequencies in their train split (heads
     of other tasks keep theirs); tau from --logit_adjustment, else the checkpoint's."""
-    old = config.task_class_priors or [None] * len(config.task_names)
-    config.task_class_priors = [class_frequencies(train_labels[name], config.task_num_labels[i])
-                                if name in train_labels else old[i] for i, name in enumerate(config.task_names)]
+    for head in config.tasks:
+        if head.name in train_labels:
+            head.class_priors = class_frequencies(train_labels[head.name], head.num_labels)
     if tau is not None:
         config.logit_adjustment = float(tau)
     if config.logit_adjustment:
@@ -142,11 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     id2label = {t.name: {i: label for label, i in label2id[t.name].items()} for t in tasks}
 
     # ---- model ----
-    model = load_model(model_args.model_name_or_path, model_args.config_name, [t.name for t in tasks],
-                       [len(label2id[t.name]) for t in tasks], [id2label[t.name] for t in tasks], model_args.cache_dir,
-                       drop_other_heads=model_args.drop_other_heads, config_overrides=model_args.config_overrides,
-                       task_label_names=[{label: t.label_name(label) for label in label2id[t.name]} for t in tasks],
-                       task_text_columns=[list(t.text_columns) for t in tasks], task_cleaners=[t.cleaner for t in tasks])
+    model = load_model(model_args.model_name_or_path, model_args.config_name, [t.head(label2id[t.name]) for t in tasks],
+                       model_args.cache_dir, model_args.drop_other_heads, model_args.config_overrides)
     if training_args.do_train:  # predict.py truncates new texts as training did
         model.config.max_seq_length = data_args.max_seq_length
     # The priors are the train split's of the run that trains; evaluating or predicting keeps the model's own (a

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtl.args import DataTrainingArguments
+from mtl.heads import TaskHead
+from mtl.labels import label2id_for
+from mtl.tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "tcdata"
@@ -26,3 +29,13 @@ def common(tmp: Path, data_dir: Path, out: str, save_steps: int = 20) -> list[st
             "--output_dir", str(tmp / out), "--prediction_dir", str(tmp / f"pred_{out}"),
             "--max_seq_length", "64", "--per_device_train_batch_size", "16", "--logging_steps", "10",
             "--eval_steps", "20", "--save_steps", str(save_steps), "--report_to", "none", "--disable_tqdm", "true"]
+
+
+def numbered_heads(**classes: int) -> list[TaskHead]:
+    """Task heads whose labels are their class ids, in the order given: numbered_heads(ocnli=3, tnews=15)."""
+    return [TaskHead(name, [str(i) for i in range(n)]) for name, n in classes.items()]
+
+
+def competition_heads() -> list[TaskHead]:
+    """The heads train.py gives the competition's three tasks (OCNLI, OCEMOTION, TNEWS)."""
+    return [task.head(label2id_for(task.labels)) for task in TASKS.values()]

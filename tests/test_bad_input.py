@@ -56,10 +56,10 @@ def save_tiny_model(folder: Path) -> Path:
     untrained: what predict.py is given, in a second."""
     from transformers import BertConfig
 
-    from mtl.model import BertMultiTaskModel, add_tasks_to_config
+    from mtl.heads import TaskHead
+    from mtl.model import BertMultiTaskModel, multitask_config
 
-    config = add_tasks_to_config(BertConfig.from_pretrained(TINY_CONFIG), ["tnews"], [15],
-                                 [{i: str(100 + i) for i in range(15)}])
+    config = multitask_config(BertConfig.from_pretrained(TINY_CONFIG), [TaskHead("tnews", [str(100 + i) for i in range(15)])])
     BertMultiTaskModel(config).save_pretrained(folder)
     return folder
 

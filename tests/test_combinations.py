@@ -11,11 +11,11 @@ import torch
 from transformers import BertConfig
 
 import train
-from helpers import DATA_DIR, TINY_CONFIG, common
+from helpers import DATA_DIR, TINY_CONFIG, common, numbered_heads
 from mtl.args import MultiTaskTrainingArguments
 from mtl.data import MultiTaskBatchSampler, MultiTaskCollator, MultiTaskDataset
 from mtl.errors import UsageError
-from mtl.model import BertMultiTaskModel, add_tasks_to_config
+from mtl.model import BertMultiTaskModel, multitask_config
 from mtl.pcgrad import project_conflicting
 from mtl.trainer import MultiTaskTrainer
 
@@ -47,7 +47,7 @@ def pcgrad_setup(tmp_path, extra_task: bool = False):
     torch.manual_seed(0)
     config = BertConfig.from_pretrained(str(TINY_CONFIG), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     names = TASKS + (["kept"] if extra_task else [])
-    model = BertMultiTaskModel(add_tasks_to_config(config, names, [3, 7, 15, 2][:len(names)]))
+    model = BertMultiTaskModel(multitask_config(config, numbered_heads(**dict(zip(names, [3, 7, 15, 2])))))
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
                                       save_strategy="no", load_best_model_at_end=False, pcgrad=True)
     trainer = MultiTaskTrainer(model=model, args=args, data_collator=MultiTaskCollator())

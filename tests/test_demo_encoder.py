@@ -8,9 +8,8 @@ import json
 import torch
 from safetensors import safe_open
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, competition_heads
 from mtl.model import load_model
-from mtl.tasks import TASKS
 from mtl.tokenizer import load_tokenizer
 
 ENCODER = REPO_ROOT / "code" / "assets" / "demo_encoder"
@@ -32,8 +31,7 @@ def test_checkpoint_is_small_half_precision_and_of_the_documented_shape():
 
 
 def test_loads_as_float32_multitask_model_with_the_project_tokenizer(tokenizer):
-    model = load_model(str(ENCODER), None, list(TASKS), [t.num_labels for t in TASKS.values()],
-                       [{i: label for i, label in enumerate(sorted(t.labels))} for t in TASKS.values()])
+    model = load_model(str(ENCODER), None, competition_heads())
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     own = load_tokenizer(str(ENCODER))
     text = "华为发布新款折叠屏手机，今天心情特别好"

@@ -11,10 +11,10 @@ import torch
 from transformers import BertConfig
 
 import train
-from helpers import REPO_ROOT, TINY_CONFIG, common
+from helpers import REPO_ROOT, TINY_CONFIG, common, numbered_heads
 from mtl.errors import UsageError
 from mtl.labels import IGNORE_LABEL, class_frequencies
-from mtl.model import BertMultiTaskModel, add_tasks_to_config, load_model
+from mtl.model import BertMultiTaskModel, load_model, multitask_config
 from mtl.predictor import Predictor
 
 IDS = torch.tensor([[101, 791, 1921, 3698, 102], [101, 1921, 3698, 4696, 102]])
@@ -28,8 +28,8 @@ def test_class_frequencies_are_smoothed_shares_of_the_labelled_rows():
 def adjusted_model(tau: float) -> BertMultiTaskModel:
     torch.manual_seed(0)
     config = BertConfig.from_pretrained(str(TINY_CONFIG), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    config = add_tasks_to_config(config, ["ocnli", "tnews"], [3, 4])
-    config.task_class_priors = [[0.2, 0.3, 0.5], [0.7, 0.1, 0.1, 0.1]]
+    config = multitask_config(config, numbered_heads(ocnli=3, tnews=4))
+    config.tasks[0].class_priors, config.tasks[1].class_priors = [0.2, 0.3, 0.5], [0.7, 0.1, 0.1, 0.1]
     config.logit_adjustment = tau
     return BertMultiTaskModel(config)
 
@@ -56,19 +56,19 @@ def test_saved_model_and_predictor_apply_the_adjustment(tmp_path, tokenizer):
     model = adjusted_model(1.0).eval()
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    loaded = load_model(str(tmp_path), None, ["tnews"], [4], [{}]).eval()
+    loaded = load_model(str(tmp_path), None, numbered_heads(tnews=4)).eval()
     assert loaded.config.logit_adjustment == 1.0
-    assert loaded.config.task_class_priors == [[0.2, 0.3, 0.5], [0.7, 0.1, 0.1, 0.1]]
+    assert [t.class_priors for t in loaded.config.tasks] == [[0.2, 0.3, 0.5], [0.7, 0.1, 0.1, 0.1]]
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=IDS, task_id=0).logits, model(input_ids=IDS, task_id=0).logits,
                                    rtol=0, atol=1e-6)
         raw = model.train()(input_ids=IDS[:1], task_id=1).logits  # dropout is off: the same logits, unadjusted
-        prior = torch.tensor(model.config.task_class_priors[1])
+        prior = torch.tensor(model.config.tasks[1].class_priors)
         expected = torch.softmax(raw - prior.log(), -1)[0]
     # what a user of a trained model gets: the adjusted probabilities
     predicted = Predictor.from_pretrained(str(tmp_path)).predict("tnews", [tokenizer.decode(IDS[0, 1:-1])], top_k=4)
     best = int(expected.argmax())
-    assert predicted[0].label == model.config.labels_of("tnews")[best]
+    assert predicted[0].label == model.config.head("tnews").labels[best]
     assert predicted[0].probability == pytest.approx(float(expected[best]), abs=1e-5)
 
 
@@ -82,10 +82,10 @@ def test_train_py_records_train_split_priors_and_tau_and_later_stages_keep_them(
                 *common(tmp_path, small_data_dir, "stage1")])
     config = read_config(tmp_path / "stage1")
     assert config["logit_adjustment"] == 0.3
-    for i, task in enumerate(config["task_names"]):
-        labels = torch.load(tmp_path / "cache_stage1" / f"{task}_processed" / "train.pt", weights_only=True)["labels"]
-        counts = torch.bincount(labels, minlength=config["task_num_labels"][i]) + 1
-        assert config["task_class_priors"][i] == pytest.approx((counts / counts.sum()).tolist(), abs=1e-6)
+    for task in config["tasks"]:
+        cache = tmp_path / "cache_stage1" / f"{task['name']}_processed" / "train.pt"
+        counts = torch.bincount(torch.load(cache, weights_only=True)["labels"], minlength=len(task["labels"])) + 1
+        assert task["class_priors"] == pytest.approx((counts / counts.sum()).tolist(), abs=1e-6)
     # stage 2 without the flag keeps the checkpoint's tau; giving it sets it
     train.main(["--model_name_or_path", str(tmp_path / "stage1"), "--freeze", "--do_train", *tiny,
                 *common(tmp_path, small_data_dir, "stage2")])

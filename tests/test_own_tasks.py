@@ -42,9 +42,9 @@ def four_tasks(tmp_path_factory, small_data_dir):
 
 def test_four_tasks_train_as_one_model_each_scored_by_its_spec_metric(four_tasks):
     tmp, _ = four_tasks
-    config = json.loads((tmp / "four" / "config.json").read_text())
-    assert config["task_names"] == ["shopping_cat", "shopping_sentiment", "waimai_sentiment", "ocnli"]
-    assert config["task_num_labels"] == [10, 2, 2, 3] and config["task_text_columns"][0] == ["review"]
+    heads = json.loads((tmp / "four" / "config.json").read_text())["tasks"]
+    assert [h["name"] for h in heads] == ["shopping_cat", "shopping_sentiment", "waimai_sentiment", "ocnli"]
+    assert [len(h["labels"]) for h in heads] == [10, 2, 2, 3] and heads[0]["text_columns"] == ["review"]
     state = json.loads((tmp / "four" / "trainer_state.json").read_text())
     assert state["global_step"] == 4 * -(-ROWS // 16)  # one whole epoch of ROWS rows per task, batch 16
     metrics = json.loads((tmp / "four" / "eval_results.json").read_text())
@@ -79,12 +79,12 @@ def test_a_trained_model_gains_a_head_for_a_new_task_and_keeps_the_others(four_t
     result = run_train("--tasks", "tnews", "--model_name_or_path", str(tmp / "four"), "--do_train", "--max_steps", "2",
                        "--max_train_samples", "64", *common(tmp, small_data_dir, "grown"))
     assert "has no head for task(s) ['tnews']: new head(s) initialised at random" in result.stderr
-    config = json.loads((tmp / "grown" / "config.json").read_text())
-    assert config["task_names"] == ["shopping_cat", "shopping_sentiment", "waimai_sentiment", "ocnli", "tnews"]
-    assert config["task_id2label"][4]["0"] == "100" and config["task_text_columns"][4] == ["text"]
+    heads = json.loads((tmp / "grown" / "config.json").read_text())["tasks"]
+    assert [h["name"] for h in heads] == ["shopping_cat", "shopping_sentiment", "waimai_sentiment", "ocnli", "tnews"]
+    assert heads[4]["labels"][0] == "100" and heads[4]["text_columns"] == ["text"]
     run_train("--tasks", "tnews", "--model_name_or_path", str(tmp / "four"), "--do_train", "--max_steps", "1",
               "--max_train_samples", "64", "--drop_other_heads", *common(tmp, small_data_dir, "only_tnews"))
-    assert json.loads((tmp / "only_tnews" / "config.json").read_text())["task_names"] == ["tnews"]
+    assert [h["name"] for h in json.loads((tmp / "only_tnews" / "config.json").read_text())["tasks"]] == ["tnews"]
 
 
 def test_an_unknown_task_or_a_broken_spec_gets_one_line(tmp_path):

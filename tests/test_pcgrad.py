@@ -84,13 +84,14 @@ def test_train_py_pcgrad_trains_and_resumes_to_the_uninterrupted_result(tmp_path
 def test_a_pcgrad_step_writes_the_projected_sum_into_the_encoder_and_each_task_into_its_head(tmp_path):
     from transformers import BertConfig
 
+    from helpers import numbered_heads
     from mtl.args import MultiTaskTrainingArguments
-    from mtl.model import BertMultiTaskModel, add_tasks_to_config
+    from mtl.model import BertMultiTaskModel, multitask_config
     from mtl.trainer import MultiTaskTrainer
 
     torch.manual_seed(0)
     config = BertConfig.from_pretrained(str(TINY_CONFIG), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model = BertMultiTaskModel(add_tasks_to_config(config, ["ocnli", "ocemotion", "tnews"], [3, 7, 15]))
+    model = BertMultiTaskModel(multitask_config(config, numbered_heads(ocnli=3, ocemotion=7, tnews=15)))
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
                                       load_best_model_at_end=False, pcgrad=True)
     trainer = MultiTaskTrainer(model=model, args=args, data_collator=MultiTaskCollator())

@@ -39,7 +39,7 @@ def test_the_saved_config_names_every_label(trained):
     model_dir, _ = trained
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model_type"] == "bert_multitask" and config["max_seq_length"] == 64
-    names = dict(zip(config["task_names"], config["task_label_names"]))
+    names = {h["name"]: h["label_names"] for h in config["tasks"]}
     assert names["ocnli"] == {"0": "entailment", "1": "neutral", "2": "contradiction"}
     assert names["tnews"]["109"] == "news_tech" and len(names["tnews"]) == 15
     assert names["ocemotion"]["like"] == "like" and len(names["ocemotion"]) == 7

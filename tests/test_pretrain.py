@@ -10,7 +10,7 @@ from transformers import BertForMaskedLM
 import choose_profile
 import pretrain
 import train
-from helpers import DATA_DIR, TINY_CONFIG, data_args
+from helpers import DATA_DIR, TINY_CONFIG, competition_heads, data_args
 from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, encode_with_words, task_texts
 from mtl.task_files import TaskFiles, read_clean, train_validation_tables
 from mtl.tasks import TASKS
@@ -98,8 +98,7 @@ def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
     from mtl.model import load_model
 
     mlm = BertForMaskedLM.from_pretrained(str(tmp_path / "mlm"))
-    multitask = load_model(str(tmp_path / "mlm"), None, list(TASKS), [t.num_labels for t in TASKS.values()],
-                           [{i: label for i, label in enumerate(sorted(t.labels))} for t in TASKS.values()])
+    multitask = load_model(str(tmp_path / "mlm"), None, competition_heads())
     for name, weight in mlm.bert.state_dict().items():
         if name in multitask.bert.state_dict():
             assert torch.equal(weight, multitask.bert.state_dict()[name]), name

@@ -46,7 +46,7 @@ def test_baseline_profile_whole_epochs_through_run_sh(tmp_path, small_data_dir, 
         assert (out / "model.safetensors").exists() and (out / "config.json").exists()
         assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     config = json.loads((tmp_path / "user_data" / "stage2" / "config.json").read_text())
-    assert config["task_names"] == list(TASKS)
+    assert [h["name"] for h in config["tasks"]] == list(TASKS)
     pred = tmp_path / "prediction_result"
     ids = [json.loads(line)["id"] for line in (pred / "ocnli_predict.json").read_text().splitlines()]
     assert ids == [str(i) for i in range(1500, 3000)]  # test B
@@ -72,7 +72,7 @@ def test_demo_profile_through_run_sh(tmp_path, small_data_dir, encoder):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "| eval |" in result.stdout.splitlines()[-4]
     config = json.loads((tmp_path / "user_data" / "stage2" / "config.json").read_text())
-    assert config["task_names"] == list(TASKS)
+    assert [h["name"] for h in config["tasks"]] == list(TASKS)
     if encoder == "bundled":
         assert "fine-tuning the pretrained encoder code/assets/demo_encoder" in result.stdout
         assert config["hidden_size"] == json.loads((DEMO_ENCODER / "config.json").read_text())["hidden_size"]

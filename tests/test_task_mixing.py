@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from helpers import TINY_CONFIG
+from helpers import TINY_CONFIG, numbered_heads
 from mtl.args import MultiTaskTrainingArguments
 from mtl.data import MultiTaskBatchSampler, MultiTaskCollator
 from mtl.errors import UsageError
-from mtl.model import BertMultiTaskModel, add_tasks_to_config
+from mtl.model import BertMultiTaskModel, multitask_config
 from mtl.task_mixing import batch_counts, mixing_for, proportional_mixing, task_shares
 from mtl.trainer import MultiTaskTrainer, parse_task_loss_weights
 
@@ -102,7 +102,7 @@ def test_task_loss_weights_parse_with_a_default_of_one_and_clear_errors():
 def test_the_weight_multiplies_the_training_loss_of_its_task_only(tmp_path):
     torch.manual_seed(0)
     config = BertConfig.from_pretrained(str(TINY_CONFIG), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model = BertMultiTaskModel(add_tasks_to_config(config, ["ocnli", "ocemotion", "tnews"], [3, 7, 15]))
+    model = BertMultiTaskModel(multitask_config(config, numbered_heads(ocnli=3, ocemotion=7, tnews=15)))
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
                                       load_best_model_at_end=False, task_loss_weights="ocemotion=1.5,tnews=0.25")
     trainer = MultiTaskTrainer(model=model, args=args, data_collator=MultiTaskCollator())
@@ -127,12 +127,12 @@ def test_train_py_with_a_zero_weight_leaves_that_head_untouched_and_logs_each_ta
     import json
 
     import train
-    from helpers import TOKENIZER_DIR, common
+    from helpers import TOKENIZER_DIR, common, competition_heads
     from mtl.model import load_model
     from mtl.tokenizer import load_tokenizer
 
     names = ["ocnli", "ocemotion", "tnews"]
-    start = load_model(None, str(TINY_CONFIG), names, [3, 7, 15], [{}] * 3)
+    start = load_model(None, str(TINY_CONFIG), competition_heads())
     start.save_pretrained(tmp_path / "start")
     load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(tmp_path / "start")
     train.main(["--model_name_or_path", str(tmp_path / "start"), "--do_train", "--max_steps", "24",

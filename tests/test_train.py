@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from helpers import REPO_ROOT, TINY_CONFIG, common
+from helpers import REPO_ROOT, TINY_CONFIG, common, competition_heads
 from mtl.args import DataTrainingArguments, ModelArguments, PredictionArguments
 from mtl.checkpoints import mark_complete
 from mtl.io import read_tsv
@@ -186,7 +186,7 @@ def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_bac
     from mtl.trainer import MultiTaskTrainer
 
     names = list(TASKS)
-    model = load_model(None, str(TINY_CONFIG), names, [t.num_labels for t in TASKS.values()], [{}] * 3)
+    model = load_model(None, str(TINY_CONFIG), competition_heads())
     val = MultiTaskDataset({t: SingleTaskDataset(load_or_build_task(TASKS[t], tokenizer, data_args(
         tmp_path, small_data_dir, max_seq_length=32))["val"], i) for i, t in enumerate(names)})
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", eval_strategy="no",

@@ -1,14 +1,15 @@
 """A shared BERT encoder with one attention-pooling classifier per task.
 
-This file is self-contained (torch and transformers only): `save_pretrained` copies it beside the weights and records
-it in the config's `auto_map`, so `AutoModel.from_pretrained(dir, trust_remote_code=True)` loads the full multi-task
+This file needs torch, transformers and two small modules of its own (errors.py, heads.py): `save_pretrained` copies
+the three beside the weights and records this one in the config's `auto_map`, so `AutoModel.from_pretrained(dir, trust_remote_code=True)` loads the full multi-task
 model where this repository is absent. The config has a `model_type` of its own, so without `trust_remote_code` every
 Auto class refuses the directory instead of building a BERT with a fresh random head.
 """
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from dataclasses import asdict
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from transformers import BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import UsageError
+from .heads import TaskHead
 
 logger = logging.getLogger(__name__)
 
@@ -47,86 +49,78 @@ class AttentionClassifier(nn.Module):
 
 
 class BertMultiTaskConfig(BertConfig):
-    """BERT's config plus the tasks: names, class counts, raw labels and their readable names, the text columns each
-    task reads, its cleaner, the truncation length used in training, and the post-hoc logit adjustment (each task's
-    train-split class frequencies and the strength tau). Inference needs nothing else."""
+    """BERT's config plus one record per task (`tasks`, TaskHead: labels and their readable names, the text columns
+    the task reads, its cleaner, its train-split class frequencies), the truncation length used in training, and the
+    strength tau of the post-hoc logit adjustment. Inference needs nothing else."""
 
     model_type = "bert_multitask"
 
-    def __init__(self, task_names: Optional[list[str]] = None, task_num_labels: Optional[list[int]] = None,
-                 task_id2label: Optional[list[dict[str, str]]] = None,
-                 task_label_names: Optional[list[dict[str, str]]] = None,
-                 task_text_columns: Optional[list[list[str]]] = None, task_cleaners: Optional[list[Optional[str]]] = None,
-                 max_seq_length: Optional[int] = None, task_class_priors: Optional[list[Optional[list[float]]]] = None,
+    def __init__(self, tasks: Optional[list[TaskHead | dict]] = None, max_seq_length: Optional[int] = None,
                  logit_adjustment: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        self.task_names = list(task_names or [])
-        self.task_num_labels = [int(n) for n in task_num_labels or []]
-        self.task_id2label = task_id2label
-        self.task_label_names = task_label_names
-        self.task_text_columns = task_text_columns
-        self.task_cleaners = task_cleaners
+        # config.json holds each record as a dict; from_pretrained hands them back as such
+        self.tasks = [t if isinstance(t, TaskHead) else TaskHead(**t) for t in tasks or []]
         self.max_seq_length = max_seq_length
-        self.task_class_priors = task_class_priors
         self.logit_adjustment = float(logit_adjustment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "tasks": [asdict(t) for t in self.tasks]}
+
+    @property
+    def task_names(self) -> list[str]:
+        """The heads' tasks; `task_id` in the model's inputs indexes this list."""
+        return [t.name for t in self.tasks]
 
     def task_index(self, task: str) -> int:
         if task not in self.task_names:
             raise UsageError(f"the model has no head for task {task!r}; its tasks are {self.task_names}")
         return self.task_names.index(task)
 
-    def labels_of(self, task: str) -> list[str]:
-        """The task's raw label strings by class id (as in the training data)."""
-        t = self.task_index(task)
-        id2label = (self.task_id2label or [None] * len(self.task_names))[t] or {}
-        return [id2label.get(str(i), str(i)) for i in range(self.task_num_labels[t])]
-
-    def label_names_of(self, task: str) -> list[str]:
-        """Readable names by class id (the raw label where none was given)."""
-        names = (self.task_label_names or [None] * len(self.task_names))[self.task_index(task)] or {}
-        return [names.get(label, label) for label in self.labels_of(task)]
+    def head(self, task: str) -> TaskHead:
+        """The record of a task the model has a head for (a UsageError naming its tasks otherwise)."""
+        return self.tasks[self.task_index(task)]
 
 
-def add_tasks_to_config(config: BertConfig, task_names: list[str], task_num_labels: list[int],
-                        task_id2label: Optional[list[dict[int, str]]] = None,
-                        task_label_names: Optional[list[dict[str, str]]] = None,
-                        task_text_columns: Optional[list[list[str]]] = None,
-                        task_cleaners: Optional[list[Optional[str]]] = None) -> BertMultiTaskConfig:
-    """A BertMultiTaskConfig with the encoder settings of `config` and these tasks, so save_pretrained /
+# what save_pretrained writes for the multi-task model itself; an encoder's values are not carried over
+_WRITTEN_ON_SAVE = ("model_type", "architectures", "auto_map")
+
+
+def multitask_config(config: BertConfig, heads: list[TaskHead]) -> BertMultiTaskConfig:
+    """A BertMultiTaskConfig with the encoder settings of `config` and these heads, so save_pretrained /
     from_pretrained round-trip without arguments."""
-    values = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
-    values.update(task_names=list(task_names), task_num_labels=[int(n) for n in task_num_labels],
-                  task_id2label=[{str(k): v for k, v in m.items()} for m in task_id2label] if task_id2label else None,
-                  task_label_names=task_label_names, task_text_columns=task_text_columns, task_cleaners=task_cleaners,
-                  architectures=["BertMultiTaskModel"])
-    return BertMultiTaskConfig(**values)
+    return _config_from({**config.to_dict(), "tasks": list(heads)})
 
 
-def as_multitask_config(config: BertConfig) -> BertMultiTaskConfig:
-    """Checkpoints saved before the config had a model_type of its own (model_type 'bert' with task_names)."""
-    if isinstance(config, BertMultiTaskConfig):
-        return config
-    values = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "auto_map")}
-    return BertMultiTaskConfig(**values)
+def _config_from(values: dict[str, Any]) -> BertMultiTaskConfig:
+    return BertMultiTaskConfig(**{k: v for k, v in values.items() if k not in _WRITTEN_ON_SAVE})
+
+
+def head_names(config: dict[str, Any], source: str) -> list[str]:
+    """The tasks a saved config.json (read as JSON) has heads for; an encoder's: none."""
+    _refuse_parallel_lists(config, source)
+    return [t["name"] for t in config.get("tasks") or []]
+
+
+def _refuse_parallel_lists(config: dict[str, Any], source: str) -> None:
+    if "task_names" in config:
+        raise UsageError(f"{source}: its config.json keeps the tasks in parallel lists (task_names, task_num_labels, "
+                         "...), as this project's versions before one record per task saved models; those no longer "
+                         "load: train the model again, or convert its config.json (README: Models saved before one "
+                         "record per task)")
 
 
 class BertMultiTaskModel(BertPreTrainedModel):
-    """`bert` (shared encoder) + dropout + `heads[task]`; `task_id` indexes `config.task_names`."""
+    """`bert` (shared encoder) + dropout + `heads[task]`; `task_id` indexes `config.tasks`."""
 
     config_class = BertMultiTaskConfig
     # The loss is a per-batch mean; Trainer then scales it for gradient accumulation (as the 2020 code did).
     accepts_loss_kwargs = False
 
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertMultiTaskConfig):
         super().__init__(config)
-        if not getattr(config, "task_names", None):
-            raise ValueError("config has no task_names; call add_tasks_to_config first")
         self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.heads = nn.ModuleDict({
-            name: AttentionClassifier(config.hidden_size, n)
-            for name, n in zip(config.task_names, config.task_num_labels)
-        })
+        self.heads = nn.ModuleDict({t.name: AttentionClassifier(config.hidden_size, t.num_labels) for t in config.tasks})
         self.post_init()
 
     def freeze_encoder(self) -> None:
@@ -145,8 +139,7 @@ class BertMultiTaskModel(BertPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-        task = self.config.task_names[int(task_id)]
-        logits = self.heads[task](self.dropout(hidden), attention_mask)
+        logits = self.heads[self.config.tasks[int(task_id)].name](self.dropout(hidden), attention_mask)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.float(), labels.view(-1))
@@ -158,8 +151,7 @@ class BertMultiTaskModel(BertPreTrainedModel):
         """Post-hoc logit adjustment (Menon et al., 2021, "Long-tail learning via logit adjustment"): at inference,
         logits - tau * log(train-split class frequency), so rare classes are predicted more often. Cross-entropy fits
         the train split's imbalance; macro-F1 weighs every class equally. Training (and its loss) sees raw logits."""
-        tau, priors = self.config.logit_adjustment, self.config.task_class_priors
-        priors = priors[task_id] if priors else None
+        tau, priors = self.config.logit_adjustment, self.config.tasks[task_id].class_priors
         if not tau or not priors:
             return logits
         log_prior = torch.tensor(priors, dtype=torch.float32, device=logits.device).log()
@@ -175,40 +167,35 @@ def max_positions(model_name_or_path: Optional[str], config_name: Optional[str],
     return config_dict.get("max_position_embeddings", BertConfig().max_position_embeddings)
 
 
-def load_model(model_name_or_path: Optional[str], config_name: Optional[str], task_names: list[str],
-               task_num_labels: list[int], task_id2label: list[dict[int, str]],
-               cache_dir: Optional[str] = None, drop_other_heads: bool = False, config_overrides: Optional[str] = None,
-               **task_metadata) -> BertMultiTaskModel:
-    """The three ways to get a model, as in the HF examples.
+def load_model(model_name_or_path: Optional[str], config_name: Optional[str], heads: list[TaskHead],
+               cache_dir: Optional[str] = None, drop_other_heads: bool = False,
+               config_overrides: Optional[str] = None) -> BertMultiTaskModel:
+    """A model with a head for each of `heads`, from one of three sources, as in the HF examples.
 
-    - a saved multi-task checkpoint (its config names tasks): encoder and heads restored; a task it has no head for
-      gets a new one (initialised at random, logged); its heads for tasks not asked for are kept (and saved again)
-      unless `drop_other_heads`;
-    - any BERT-architecture checkpoint (e.g. hfl/chinese-roberta-wwm-ext-large): encoder loaded, heads new;
+    - a saved multi-task checkpoint: encoder and heads restored; a task it has no head for gets a new one
+      (initialised at random, logged); its heads for tasks not asked for are kept (and saved again) unless
+      `drop_other_heads`;
+    - any BERT-architecture checkpoint (e.g. hfl/chinese-roberta-wwm-ext-large), a checkpoint with no heads: encoder
+      loaded, heads new;
     - `config_name` with no weights: random initialisation from the config.
     A local directory is read from disk only; a hub id is fetched only when it is not a local path.
     `config_overrides`: "key=value,..." applied to the encoder's config before loading (HF run_mlm's option), e.g.
     "hidden_dropout_prob=0,attention_probs_dropout_prob=0"; a key the config does not have is an error.
-    `task_metadata`: the other add_tasks_to_config fields (label names, text columns, cleaners) for new heads.
     """
+    source = model_name_or_path or config_name
+    if not source:
+        raise UsageError("give --model_name_or_path (weights) or --config_name (random initialisation)")
+    config_dict, _ = BertConfig.get_config_dict(source, cache_dir=cache_dir)
+    model_type = config_dict.get("model_type", "bert")
+    if model_type not in ("bert", BertMultiTaskConfig.model_type):
+        raise UsageError(f"{source}: model_type {model_type!r}; a BERT-architecture encoder is required")
+    _refuse_parallel_lists(config_dict, source)
+    config = _config_from(config_dict)
+    override_config(config, config_overrides)
+    config.tasks = _with_heads(config.tasks, heads, drop_other_heads, source)
     if model_name_or_path:
-        config_dict, _ = BertConfig.get_config_dict(model_name_or_path, cache_dir=cache_dir)
-        model_type = config_dict.get("model_type", "bert")
-        if model_type not in ("bert", BertMultiTaskConfig.model_type):
-            raise UsageError(f"{model_name_or_path}: model_type {model_type!r}; a BERT-architecture encoder is required")
-        config = BertConfig.from_dict({k: v for k, v in config_dict.items() if k != "model_type"})
-        override_config(config, config_overrides)
-        if getattr(config, "task_names", None):
-            config = _with_tasks(as_multitask_config(config), model_name_or_path, task_names, task_num_labels,
-                                 task_id2label, drop_other_heads, task_metadata)
-        else:
-            config = add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata)
         return BertMultiTaskModel.from_pretrained(model_name_or_path, config=config, cache_dir=cache_dir)
-    if config_name:
-        config = BertConfig.from_pretrained(config_name, cache_dir=cache_dir)
-        override_config(config, config_overrides)
-        return BertMultiTaskModel(add_tasks_to_config(config, task_names, task_num_labels, task_id2label, **task_metadata))
-    raise UsageError("give --model_name_or_path (weights) or --config_name (random initialisation)")
+    return BertMultiTaskModel(config)
 
 
 def override_config(config: BertConfig, overrides: Optional[str]) -> None:
@@ -221,46 +208,24 @@ def override_config(config: BertConfig, overrides: Optional[str]) -> None:
         raise UsageError(f"--config_overrides {overrides!r}: {error}") from None
 
 
-_TASK_LISTS = ("task_names", "task_num_labels", "task_id2label", "task_label_names", "task_text_columns", "task_cleaners",
-               "task_class_priors")
-
-
-def _with_tasks(config: BertMultiTaskConfig, source: str, task_names: list[str], task_num_labels: list[int],
-                task_id2label: list[dict[int, str]], drop_other_heads: bool, metadata: dict) -> BertMultiTaskConfig:
-    """A checkpoint's config with the heads this run needs: the ones it has (checked to have the same classes), new
-    ones for tasks it lacks, and, unless `drop_other_heads`, the others it has."""
-    n = len(config.task_names)
-    lists = {name: list(getattr(config, name, None) or [None] * n) for name in _TASK_LISTS}
-    for task, classes, id2label in zip(task_names, task_num_labels, task_id2label):
-        if task in config.task_names:
-            i = config.task_names.index(task)
-            old = {str(k): v for k, v in (lists["task_id2label"][i] or {}).items()}
-            new = {str(k): v for k, v in id2label.items()}
-            if lists["task_num_labels"][i] != classes or (old and new and old != new):
-                raise UsageError(f"{source}: its {task!r} head has the classes {old or lists['task_num_labels'][i]}, "
-                                 f"the task's data has {new or classes}; give the task another name for a new head")
-    new_tasks = [t for t in task_names if t not in config.task_names]
-    for j, task in enumerate(task_names):
-        if task in new_tasks:
-            lists["task_names"].append(task)
-            lists["task_num_labels"].append(int(task_num_labels[j]))
-            lists["task_id2label"].append({str(k): v for k, v in task_id2label[j].items()})
-            for key in _TASK_LISTS[3:]:
-                values = metadata.get(key)
-                lists[key].append(values[j] if values else None)
-    if new_tasks:
+def _with_heads(have: list[TaskHead], wanted: list[TaskHead], drop_others: bool, source: str) -> list[TaskHead]:
+    """The heads a run needs: the model's own (checked to have the same classes; its records kept), new ones for
+    the tasks it lacks after them, and, unless `drop_others`, its heads for other tasks."""
+    own = {t.name: t for t in have}
+    for head in wanted:
+        if head.name in own and own[head.name].labels != head.labels:
+            raise UsageError(f"{source}: its {head.name!r} head has the classes {own[head.name].labels}, the task's "
+                             f"data has {head.labels}; give the task another name for a new head")
+    new = [t for t in wanted if t.name not in own]
+    if new and have:
         logger.info("%s has no head for task(s) %s: new head(s) initialised at random; encoder and its heads %s "
-                    "kept", source, new_tasks, config.task_names)
-    if drop_other_heads:
-        keep = [lists["task_names"].index(t) for t in task_names]
-        dropped = [t for t in lists["task_names"] if t not in task_names]
-        lists = {key: [values[i] for i in keep] for key, values in lists.items()}
-        if dropped:
-            logger.info("dropping the head(s) %s of %s (--drop_other_heads)", dropped, source)
-    for key, values in lists.items():
-        setattr(config, key, values if key in ("task_names", "task_num_labels") or any(v is not None for v in values)
-                else None)
-    return config
+                    "kept", source, [t.name for t in new], list(own))
+    if not drop_others:
+        return [*have, *new]
+    dropped = [name for name in own if name not in {t.name for t in wanted}]
+    if dropped:
+        logger.info("dropping the head(s) %s of %s (--drop_other_heads)", dropped, source)
+    return [own.get(t.name, t) for t in wanted]
 
 
 # save_pretrained copies this file beside the weights and writes the auto_map that trust_remote_code follows.

@@ -17,9 +17,8 @@ from .data import MultiTaskCollator, SingleTaskDataset
 from .encoding import encode_with, truncating_backend
 from .errors import UsageError
 from .labels import IGNORE_LABEL
-from .model import BertMultiTaskModel, load_model
+from .model import BertMultiTaskModel, head_names, load_model
 from .paths import DEFAULT_TOKENIZER_DIR, model_path
-from .tasks import REGISTRY
 from .tokenizer import load_tokenizer, tokenizer_source
 
 
@@ -33,18 +32,6 @@ class LabelScore:
 @dataclass
 class Prediction(LabelScore):
     top_k: list[LabelScore] = field(default_factory=list)  # the k most probable labels, best first
-
-
-def _fill_from_registry(config) -> None:
-    """Checkpoints saved before the config recorded text columns, cleaners and label names: take them from the
-    task registry for the tasks it knows (a single `text` column, no cleaner, raw labels for the others)."""
-    known = [REGISTRY.get(name) for name in config.task_names]
-    if not config.task_text_columns:
-        config.task_text_columns = [list(t.text_columns) if t else ["text"] for t in known]
-    if not config.task_cleaners:
-        config.task_cleaners = [t.cleaner if t else None for t in known]
-    if not config.task_label_names:
-        config.task_label_names = [dict(t.label_names or {}) if t else {} for t in known]
 
 
 TRAINED_MODEL = ("pass a trained multi-task model instead: train.py's --output_dir (config.json naming the task "
@@ -86,7 +73,7 @@ def check_trained_model(name_or_path: str, flag: str = "--model_name_or_path") -
             raise UsageError(f"{config_file}: damaged, not JSON ({err}); {TRAINED_MODEL}") from None
     else:  # a hub id (mtl.paths.model_path checked it is cached or reachable)
         config, _ = BertConfig.get_config_dict(name_or_path)
-    if not isinstance(config, dict) or not config.get("task_names"):
+    if not isinstance(config, dict) or not head_names(config, where):
         raise UsageError(f"{where}: a pretrained encoder with no task heads (its config.json names no tasks), not a "
                          f"trained multi-task model; {TRAINED_MODEL} (train.py --model_name_or_path {name_or_path} "
                          "fine-tunes one from it)")
@@ -113,7 +100,7 @@ class Predictor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.config = model.config
-        # the length training truncated to (older checkpoints did not record it: the model's limit)
+        # the length training truncated to (a model saved without training records none: the model's limit)
         max_length = self.config.max_seq_length or self.config.max_position_embeddings
         self.backend = truncating_backend(tokenizer, max_length)
         self.collate = MultiTaskCollator(tokenizer.pad_token_id)
@@ -123,8 +110,7 @@ class Predictor:
     def from_pretrained(cls, name_or_path: str, batch_size: int = 64, device: Optional[str] = None) -> "Predictor":
         path = model_path(name_or_path)
         check_trained_model(path)
-        model = load_model(path, None, [], [], [])
-        _fill_from_registry(model.config)
+        model = load_model(path, None, [])
         return cls(model, load_tokenizer(tokenizer_source(path, DEFAULT_TOKENIZER_DIR)), batch_size, device)
 
     @property
@@ -132,10 +118,7 @@ class Predictor:
         return list(self.config.task_names)
 
     def text_columns(self, task: str) -> list[str]:
-        return list(self.config.task_text_columns[self.config.task_index(task)])
-
-    def cleaner(self, task: str) -> Optional[str]:
-        return self.config.task_cleaners[self.config.task_index(task)]
+        return list(self.config.head(task).text_columns)
 
     def encode(self, task: str, texts: Sequence[str] | Sequence[Sequence[str]]) -> dict[str, torch.Tensor]:
         """Token ids as training cached them: the task's cleaner, then the tokenizer truncating to max_seq_length."""
@@ -145,7 +128,7 @@ class Predictor:
         if bad is not None:
             raise UsageError(f"{task} reads {len(columns)} text(s) per row ({', '.join(columns)}); row {bad + 1} has "
                              f"{len(rows[bad])}")
-        cleaner = self.cleaner(task)
+        cleaner = self.config.head(task).cleaner
         return encode_with(self.backend, [clean_texts(cleaner, [r[c] for r in rows]) for c in range(len(columns))])
 
     def predict(self, task: str, texts: Sequence[str] | Sequence[Sequence[str]], top_k: int = 1) -> list[Prediction]:
@@ -156,7 +139,8 @@ class Predictor:
         dataset = SingleTaskDataset(features, self.config.task_index(task))
         # longest first, so each batch pads little; the answers go back to input order
         order = torch.argsort(dataset.lengths, descending=True, stable=True).tolist()
-        probabilities = torch.empty((rows, self.config.task_num_labels[dataset.task_id]))
+        head = self.config.tasks[dataset.task_id]
+        probabilities = torch.empty((rows, head.num_labels))
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 index = order[start:start + self.batch_size]
@@ -164,12 +148,12 @@ class Predictor:
                 inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                 logits = self.model(**inputs).logits
                 probabilities[index] = torch.softmax(logits.float(), dim=-1).cpu()
-        labels, names = self.config.labels_of(task), self.config.label_names_of(task)
+        labels = head.labels
         k = max(1, min(top_k, len(labels)))
         top = torch.topk(probabilities, k, dim=-1)
         result = []
         for values, indices in zip(top.values.tolist(), top.indices.tolist()):
-            scores = [LabelScore(labels[i], names[i], p) for p, i in zip(values, indices)]
+            scores = [LabelScore(labels[i], head.label_name(labels[i]), p) for p, i in zip(values, indices)]
             result.append(Prediction(scores[0].label, scores[0].label_name, scores[0].probability,
                                      scores if top_k > 1 else []))
         return result

@@ -23,6 +23,7 @@ import yaml
 
 from .cleaning import CLEANERS
 from .errors import UsageError
+from .heads import TaskHead
 from .paths import resolve
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "assets" / "tasks"
@@ -83,6 +84,12 @@ class Task:
 
     def label_name(self, label: str) -> str:
         return (self.label_names or {}).get(label, label)
+
+    def head(self, label2id: dict[str, int]) -> TaskHead:
+        """The model's record of this task, its labels ordered by their class ids in `label2id`."""
+        labels = sorted(label2id, key=label2id.__getitem__)
+        return TaskHead(self.name, labels, {label: self.label_name(label) for label in labels}, list(self.text_columns),
+                        self.cleaner)
 
     @property
     def file_prefix(self) -> str:

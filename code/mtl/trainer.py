@@ -31,6 +31,7 @@ from .ema import EMACallback, WeightEMA
 from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .metrics import format_scores, split_by_task, task_scores
+from .model import head_names
 from .pcgrad import TaskGroupBatchSampler, TaskGroupCollator, project_conflicting
 from .support import refuse_unsupported
 from .task_mixing import mixing_for, proportional_mixing
@@ -228,7 +229,7 @@ class MultiTaskTrainer(Trainer):
 
     def _tasks_of(self, dataset: MultiTaskDataset) -> list[tuple[str, int, int]]:
         config = self.accelerator.unwrap_model(self.model).config
-        classes = dict(zip(config.task_names, config.task_num_labels))
+        classes = {t.name: t.num_labels for t in config.tasks}
         return [(name, len(ds), classes[name]) for name, ds in dataset.datasets.items()]
 
     def _task_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
@@ -342,7 +343,7 @@ class MultiTaskTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[torch.nn.Module] = None) -> None:
         config_path = os.path.join(resume_from_checkpoint, "config.json")
-        saved_tasks = json.loads(open(config_path, encoding="utf-8").read()).get("task_names") \
+        saved_tasks = head_names(json.loads(open(config_path, encoding="utf-8").read()), resume_from_checkpoint) \
             if os.path.exists(config_path) else None
         if saved_tasks is not None and list(saved_tasks) != list(self.task_names):
             raise UsageError(f"{resume_from_checkpoint} was written by a run with the heads {saved_tasks}, this run "
