@@ -105,8 +105,8 @@ def _refuse_parallel_lists(config: dict[str, Any], source: str) -> None:
     if "task_names" in config:
         raise UsageError(f"{source}: its config.json keeps the tasks in parallel lists (task_names, task_num_labels, "
                          "...), as this project's versions before one record per task saved models; those no longer "
-                         "load: train the model again, or convert its config.json (README: Models saved before one "
-                         "record per task)")
+                         "load: train the model again, or convert its config.json (docs/using-a-model.md: Models saved "
+                         "before one record per task)")
 
 
 class BertMultiTaskModel(BertPreTrainedModel):
