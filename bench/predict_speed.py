@@ -17,18 +17,18 @@ import torch
 from transformers import BertConfig
 
 from common import REPO_ROOT, header, results_path, table, write_section
-from mtl.io import read_tsv
 from mtl.labels import label2id_for
 from mtl.model import load_model
 from mtl.paths import DEFAULT_TOKENIZER_DIR
 from mtl.predictor import Predictor
+from mtl.readers import read_task_file
 from mtl.tasks import TASKS
 from mtl.tokenizer import load_tokenizer
 
 
 def texts_of(task: str, rows: int | None) -> list:
     t = TASKS[task]
-    table_, _ = read_tsv(t.test_path("b", REPO_ROOT / "tcdata"), t.columns(False), max_rows=rows)
+    table_, _ = read_task_file(t, t.test_path("b", REPO_ROOT / "tcdata"), False, max_rows=rows)
     columns = [table_.columns[c] for c in t.text_columns]
     return columns[0] if len(columns) == 1 else list(zip(*columns))
 

@@ -20,7 +20,7 @@ from mtl.args import DataTrainingArguments
 from mtl.cache import build_task_cache
 from mtl.cleaning import clean_texts
 from mtl.encoding import encode
-from mtl.io import read_tsv
+from mtl.readers import read_task_file
 from mtl.tasks import get_tasks
 from mtl.tokenizer import load_tokenizer
 
@@ -78,7 +78,7 @@ def run_project(tokenizer, max_rows=None) -> dict[str, float]:
     for task in TASKS:
         for path, with_label in files(task):
             start = time.perf_counter()
-            table_, _ = read_tsv(path, task.columns(with_label), task.text_columns, max_rows=max_rows)
+            table_, _ = read_task_file(task, path, with_label, max_rows=max_rows)
             t["read"] += time.perf_counter() - start
             t["rows"] += len(table_)
             start = time.perf_counter()

@@ -17,8 +17,8 @@ import json
 import logging
 import sys
 
+from mtl.atomic_write import write_text_atomic
 from mtl.errors import ArgumentParser, UsageError, run_cli
-from mtl.io import write_text_atomic
 from mtl.new_texts import FORMATS, read_new_texts
 from mtl.paths import resolve
 from mtl.predictor import Predictor

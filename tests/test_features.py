@@ -9,8 +9,8 @@ import torch
 from helpers import DATA_DIR, TOKENIZER_DIR, data_args
 from mtl.cache import cache_dir, load_or_build_task
 from mtl.encoding import encode
-from mtl.io import read_tsv
 from mtl.labels import label2id_for, stratified_split
+from mtl.readers import read_task_file
 from mtl.tasks import TASKS
 from mtl.tokenizer import load_tokenizer
 
@@ -44,7 +44,7 @@ def test_label2id_sorted_as_the_baseline():
 def test_stratified_split_has_every_class_in_validation():
     for name, rare in (("ocemotion", "fear"), ("tnews", "114")):
         task = TASKS[name]
-        table, _ = read_tsv(task.train_path(DATA_DIR), task.columns(True), task.text_columns)
+        table, _ = read_task_file(task, task.train_path(DATA_DIR), True)
         labels = table.columns["label"]
         train, val = stratified_split(labels, 0.1, 2020)
         assert sorted(train + val) == list(range(len(labels)))

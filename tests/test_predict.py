@@ -14,8 +14,9 @@ import torch
 import predict
 import train
 from helpers import REPO_ROOT, TINY_CONFIG, common
-from mtl.io import DataFormatError, read_tsv
 from mtl.predictor import Predictor
+from mtl.readers import read_task_file
+from mtl.table import DataFormatError
 from mtl.tasks import TASKS
 
 PREDICT = [sys.executable, str(REPO_ROOT / "code" / "predict.py")]
@@ -51,7 +52,7 @@ def test_new_texts_are_encoded_exactly_as_training_cached_them(trained, small_da
     model_dir, _ = trained
     predictor = Predictor.from_pretrained(str(model_dir))
     for task in TASKS.values():
-        table, _ = read_tsv(task.test_path("a", small_data_dir), task.columns(False))
+        table, _ = read_task_file(task, task.test_path("a", small_data_dir), False)
         features = predictor.encode(task.name, list(zip(*(table.columns[c] for c in task.text_columns))))
         cache = torch.load(model_dir.parent / "cache_model" / f"{task.name}_processed" / "predict.pt", weights_only=True)
         for key in ("input_ids", "token_type_ids", "offsets"):

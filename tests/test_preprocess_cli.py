@@ -11,7 +11,7 @@ import torch
 import preprocess
 from helpers import REPO_ROOT, TOKENIZER_DIR
 from mtl.args import DataTrainingArguments
-from mtl.io import DataFormatError
+from mtl.table import DataFormatError
 
 
 def run(tmp_path, *extra):

@@ -12,9 +12,9 @@ import pytest
 from helpers import REPO_ROOT, data_args
 from mtl.cache import load_or_build_task, read_label2id
 from mtl.errors import UsageError
-from mtl.io import DataFormatError
 from mtl.metrics import task_scores
 from mtl.readers import read_task_file
+from mtl.table import DataFormatError
 from mtl.tasks import REGISTRY, TASKS, get_tasks, load_spec
 
 EXTRA = REPO_ROOT / "data" / "extra"

@@ -18,8 +18,8 @@ import train
 from helpers import REPO_ROOT, TINY_CONFIG, common, competition_heads
 from mtl.args import DataTrainingArguments, ModelArguments, PredictionArguments
 from mtl.checkpoints import mark_complete
-from mtl.io import read_tsv
 from mtl.outputs import write_pseudo_labels
+from mtl.readers import read_task_file
 from mtl.tasks import ROUND2_DIR, TASKS
 from mtl.trainer import TaskPrediction
 
@@ -81,7 +81,7 @@ def test_prediction_files_hold_every_test_id_in_order_with_valid_labels(stage1, 
     tmp, _ = stage1
     pred_dir = tmp / "pred_stage1"
     for task in TASKS.values():
-        test, _ = read_tsv(task.test_path("a", small_data_dir), task.columns(False))
+        test, _ = read_task_file(task, task.test_path("a", small_data_dir), False)
         rows = [json.loads(line) for line in (pred_dir / f"{task.name}_predict.json").read_text().splitlines()]
         assert [r["id"] for r in rows] == test.columns["id"]
         assert all(set(r) == {"id", "label"} and r["label"] in task.labels for r in rows)
@@ -94,9 +94,9 @@ def test_pseudo_files_are_train_rows_of_each_task(stage1, small_data_dir):
     tmp, _ = stage1
     for task in TASKS.values():
         path = tmp / "stage1" / "pseudo" / f"{task.file_prefix}_pseudo.csv"
-        table, report = read_tsv(path, task.columns(True), task.text_columns, task.labels)  # strict: raises if bad
+        table, report = read_task_file(task, path, True, task.labels)  # strict: raises if bad
         assert len(table) == 1500 and not report.dropped  # threshold 0 keeps every test row
-        test, _ = read_tsv(task.test_path("a", small_data_dir), task.columns(False))
+        test, _ = read_task_file(task, task.test_path("a", small_data_dir), False)
         assert table.columns["id"] == test.columns["id"]
 
 
@@ -121,7 +121,7 @@ def test_test_b_predicts_the_round2_files(stage1, small_data_dir):
                 *common(tmp, small_data_dir, "testb")])
     ids = [json.loads(line)["id"] for line in (tmp / "pred_testb" / "ocnli_predict.json").read_text().splitlines()]
     assert ids == [str(i) for i in range(1500, 3000)]
-    tnews, _ = read_tsv(small_data_dir / ROUND2_DIR / "tnews_test_B.csv", TASKS["tnews"].columns(False))
+    tnews, _ = read_task_file(TASKS["tnews"], small_data_dir / ROUND2_DIR / "tnews_test_B.csv", False)
     rows = (tmp / "pred_testb" / "tnews_predict.json").read_text().splitlines()
     assert [json.loads(line)["id"] for line in rows] == tnews.columns["id"]
 

@@ -14,13 +14,15 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
 from .args import DataTrainingArguments
+from .atomic_write import atomic_path, write_text_atomic
 from .encoding import encode_with, truncating_backend
 from .errors import UsageError
-from .io import Table, atomic_path, write_text_atomic, write_tsv
 from .labels import IGNORE_LABEL, label2id_for
 from .paths import resolve
+from .table import Table
 from .task_files import TaskFiles, pseudo_task, read_with_args, subsample, train_validation_tables
 from .tasks import Task
+from .tianchi_tsv import write_tsv
 from .tokenizer import tokenizer_hash
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ def label_text(value: Any) -> str:
     same number (RFC 8259 has no integer type; pandas writes an integer column holding a missing value as floats,
     JavaScript has no integers), so their spelling carries no meaning and must not split one class in two; and '1'
     is what the same label reads as from a CSV or TSV file, so a task gets the same classes from any format. Strings
-    are kept as written (stripped): their spelling is the user's, and mtl.io.LabelSpellings refuses two spellings of one
+    are kept as written (stripped): their spelling is the user's, and mtl.rows.LabelSpellings refuses two spellings of one
     number rather than guess which was meant."""
     if value is None:
         return ""

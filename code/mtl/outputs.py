@@ -6,11 +6,13 @@ import logging
 import zipfile
 from pathlib import Path
 
+from .atomic_write import atomic_path, write_text_atomic
 from .data import SingleTaskDataset
 from .errors import UsageError
-from .io import Table, atomic_path, write_text_atomic, write_tsv
+from .table import Table
 from .task_files import pseudo_file_name
 from .tasks import Task
+from .tianchi_tsv import write_tsv
 from .trainer import TaskPrediction
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ import numpy as np
 from .args import DataTrainingArguments
 from .cleaning import clean_texts
 from .errors import UsageError
-from .io import DataFormatError, Table
 from .labels import stratified_split
 from .paths import resolve
 from .readers import read_task_file
+from .table import DataFormatError, Table
 from .tasks import FileFormat, Task
 
 logger = logging.getLogger(__name__)

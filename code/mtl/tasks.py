@@ -38,8 +38,9 @@ SPEC_KEYS = {"name", "description", "source", "format", "files", "columns", "lab
 
 @dataclass(frozen=True)
 class FileFormat:
-    """How a task's files are read. tianchi_tsv: the competition's headerless, quote-free TSV with line repair;
-    csv / tsv: the csv module (RFC 4180 quoting), a header row or `column_names`; jsonl: one JSON object a line."""
+    """How a task's files are read (mtl.records). tianchi_tsv: the competition's headerless, quote-free TSV with line
+    repair; csv: the csv module (RFC 4180 quoting); tsv: one row a line, no quoting (a quote is text); csv / tsv take
+    a header row or `column_names`; jsonl: one JSON object a line."""
 
     type: str = "tianchi_tsv"
     header: bool = True  # csv / tsv: the first row names the columns
