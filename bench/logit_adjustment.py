@@ -48,15 +48,15 @@ def main() -> None:
     taus = [float(t) for t in args.taus.split(",")]
 
     tokenizer = load_tokenizer(args.model)
-    data_args = DataTrainingArguments(data_dir=args.data_dir, data_save_dir=args.data_save_dir,
-                                      cleaned_dir=args.data_save_dir, max_seq_length=args.max_seq_length)
+    data = DataTrainingArguments(data_dir=args.data_dir, data_save_dir=args.data_save_dir,
+                                 cleaned_dir=args.data_save_dir, max_seq_length=args.max_seq_length).data_settings()
     tasks = get_tasks(None)
     model = load_model(args.model, None, [t.name for t in tasks], [], [], drop_other_heads=False).eval()
     config = model.config
     config.task_class_priors = list(config.task_class_priors or [None] * len(config.task_names))
     scores = {part: {tau: [] for tau in taus} for part in ("all", "even rows", "odd rows")}
     for task in tasks:
-        cached = load_or_build_task(task, tokenizer, data_args)
+        cached = load_or_build_task(task, tokenizer, data)
         task_id = config.task_index(task.name)
         config.task_class_priors[task_id] = class_frequencies(cached["train"]["labels"], config.task_num_labels[task_id])
         config.logit_adjustment = 0.0  # raw logits once; adjusted per tau below

@@ -19,7 +19,7 @@ from transformers import BertConfig
 from common import REPO_ROOT, header, results_path, table, write_section
 from mtl.io import read_tsv
 from mtl.model import load_model
-from mtl.paths import DEFAULT_TOKENIZER_DIR
+from mtl.paths import BUNDLED_TOKENIZER_DIR
 from mtl.predictor import Predictor
 from mtl.tasks import TASKS
 from mtl.tokenizer import load_tokenizer
@@ -56,7 +56,7 @@ def main() -> None:
                        [TASKS[t].num_labels for t in tasks], [{i: label for i, label in enumerate(sorted(TASKS[t].labels))}
                                                               for t in tasks])
     model.config.max_seq_length = 128  # the demo profile's truncation
-    tokenizer = load_tokenizer(DEFAULT_TOKENIZER_DIR)
+    tokenizer = load_tokenizer(BUNDLED_TOKENIZER_DIR)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)

@@ -18,7 +18,7 @@ from .encoding import encode_with, truncating_backend
 from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .model import BertMultiTaskModel, load_model
-from .paths import DEFAULT_TOKENIZER_DIR, model_path
+from .paths import BUNDLED_TOKENIZER_DIR, model_path
 from .tasks import REGISTRY
 from .tokenizer import load_tokenizer, tokenizer_source
 
@@ -125,7 +125,7 @@ class Predictor:
         check_trained_model(path)
         model = load_model(path, None, [], [], [])
         _fill_from_registry(model.config)
-        return cls(model, load_tokenizer(tokenizer_source(path, DEFAULT_TOKENIZER_DIR)), batch_size, device)
+        return cls(model, load_tokenizer(tokenizer_source(path, str(BUNDLED_TOKENIZER_DIR))), batch_size, device)
 
     @property
     def tasks(self) -> list[str]:
