@@ -234,7 +234,7 @@ TASKS: dict[str, Task] = {name: REGISTRY[name] for name in DEFAULT_TASKS}  # the
 
 def get_tasks(names: Optional[Iterable[str] | str] = None) -> list[Task]:
     """Tasks from registry names, spec file paths and folders of specs (comma-separated string or list), in the
-    order given; the competition's three when None. A path is taken as given (a CLI resolves it first: mtl.args)."""
+    order given; the competition's three when None. A path is taken as given (the CLIs resolve it first)."""
     if names is None:
         return list(TASKS.values())
     if isinstance(names, str):
