@@ -48,14 +48,14 @@ def main() -> None:
     taus = [float(t) for t in args.taus.split(",")]
 
     tokenizer = load_tokenizer(args.model)
-    data_args = DataTrainingArguments(data_dir=args.data_dir, data_save_dir=args.data_save_dir,
-                                      cleaned_dir=args.data_save_dir, max_seq_length=args.max_seq_length)
+    data = DataTrainingArguments(data_dir=args.data_dir, data_save_dir=args.data_save_dir,
+                                 cleaned_dir=args.data_save_dir, max_seq_length=args.max_seq_length).data_settings()
     tasks = get_tasks(None)
     model = load_model(args.model, None, []).eval()
     config = model.config
     scores = {part: {tau: [] for tau in taus} for part in ("all", "even rows", "odd rows")}
     for task in tasks:
-        cached = load_or_build_task(task, tokenizer, data_args)
+        cached = load_or_build_task(task, tokenizer, data)
         task_id = config.task_index(task.name)
         head = config.tasks[task_id]
         head.class_priors = class_frequencies(cached["train"]["labels"], head.num_labels)

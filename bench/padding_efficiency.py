@@ -13,6 +13,7 @@ from common import header, results_path, table, work_dir, write_section
 from mtl.args import DataTrainingArguments
 from mtl.cache import load_or_build_task
 from mtl.data import MultiTaskBatchSampler
+from mtl.paths import BUNDLED_TOKENIZER_DIR
 from mtl.tasks import get_tasks
 from mtl.tokenizer import load_tokenizer
 
@@ -44,16 +45,16 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="debug-sized data (first 1000 rows per file), for CI")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    data_args = DataTrainingArguments(debug=args.smoke, data_save_dir=str(work_dir("bench_smoke" if args.smoke else "")),
-                                      cleaned_dir=str(work_dir("bench_smoke" if args.smoke else "")))
-    tokenizer = load_tokenizer(data_args.tokenizer_dir)
+    data = DataTrainingArguments(debug=args.smoke, data_save_dir=str(work_dir("bench_smoke" if args.smoke else "")),
+                                 cleaned_dir=str(work_dir("bench_smoke" if args.smoke else ""))).data_settings()
+    tokenizer = load_tokenizer(BUNDLED_TOKENIZER_DIR)
     lengths = []
-    for task in get_tasks(data_args.tasks):
-        train = load_or_build_task(task, tokenizer, data_args)["train"]
+    for task in get_tasks(None):
+        train = load_or_build_task(task, tokenizer, data)["train"]
         lengths.append(train["offsets"][1:] - train["offsets"][:-1])
     rows = []
     for batch_size in (16, 32):
-        for name, value in measure(lengths, batch_size, data_args.max_seq_length).items():
+        for name, value in measure(lengths, batch_size, data.max_seq_length).items():
             rows.append({"batch size": batch_size, "batching": name, "real / computed tokens": f"{value:.3f}"})
     text = header("Padding efficiency (train splits of the three tasks)", "python bench/padding_efficiency.py")
     text += table(rows, ["batch size", "batching", "real / computed tokens"])

@@ -19,7 +19,7 @@ from transformers import BertConfig
 from common import REPO_ROOT, header, results_path, table, write_section
 from mtl.labels import label2id_for
 from mtl.model import load_model
-from mtl.paths import DEFAULT_TOKENIZER_DIR
+from mtl.paths import BUNDLED_TOKENIZER_DIR
 from mtl.predictor import Predictor
 from mtl.readers import read_task_file
 from mtl.tasks import TASKS
@@ -56,7 +56,7 @@ def main() -> None:
     model = load_model(None, str(REPO_ROOT / "code" / "assets" / "configs" / "demo.json"),
                        [TASKS[t].head(label2id_for(TASKS[t].labels)) for t in tasks])
     model.config.max_seq_length = 128  # the demo profile's truncation
-    tokenizer = load_tokenizer(DEFAULT_TOKENIZER_DIR)
+    tokenizer = load_tokenizer(BUNDLED_TOKENIZER_DIR)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)

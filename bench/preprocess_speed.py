@@ -92,11 +92,11 @@ def run_project(tokenizer, max_rows=None) -> dict[str, float]:
 
 def run_pipeline(tokenizer, tmp: Path, debug: bool) -> float:
     """The whole of preprocess.py's work (also writing cleaned TSVs, splitting, saving caches)."""
-    args = DataTrainingArguments(data_dir=str(DATA), cleaned_dir=str(tmp), data_save_dir=str(tmp), debug=debug,
-                                 max_seq_length=300)
+    data = DataTrainingArguments(data_dir=str(DATA), cleaned_dir=str(tmp), data_save_dir=str(tmp), debug=debug,
+                                 max_seq_length=300).data_settings()
     start = time.perf_counter()
     for task in TASKS:
-        build_task_cache(task, tokenizer, args)
+        build_task_cache(task, tokenizer, data)
     return time.perf_counter() - start
 
 

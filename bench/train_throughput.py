@@ -84,15 +84,17 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
     from mtl.data import MultiTaskBatchSampler, MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
     from mtl.labels import label2id_for
     from mtl.model import BertMultiTaskModel, multitask_config
+    from mtl.paths import BUNDLED_TOKENIZER_DIR
     from mtl.tasks import get_tasks
     from mtl.tokenizer import load_tokenizer
     from mtl.trainer import MultiTaskTrainer
 
     cache = str(work_dir(f"bench_cache_{max_seq_length}{'_debug' if debug else ''}"))
-    data_args = DataTrainingArguments(max_seq_length=max_seq_length, debug=debug, data_save_dir=cache, cleaned_dir=cache)
-    tokenizer = load_tokenizer(data_args.tokenizer_dir)
+    data = DataTrainingArguments(max_seq_length=max_seq_length, debug=debug, data_save_dir=cache,
+                                 cleaned_dir=cache).data_settings()
+    tokenizer = load_tokenizer(BUNDLED_TOKENIZER_DIR)
     tasks = get_tasks(None)
-    train = {t.name: load_or_build_task(t, tokenizer, data_args)["train"] for t in tasks}
+    train = {t.name: load_or_build_task(t, tokenizer, data)["train"] for t in tasks}
     config = BertConfig(vocab_size=21128, max_position_embeddings=512, **SIZES[size])
     out = str(work_dir("bench_throughput"))
     torch.manual_seed(0)

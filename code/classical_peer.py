@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import logging
 
-from mtl.args import DataTrainingArguments, check_writable_dirs, parse_cli
+from mtl.args import DataTrainingArguments, check_writable_dirs, parse_cli, tasks_of
 from mtl.classical import classical_scores
 from mtl.errors import run_cli
-from mtl.tasks import get_tasks
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     (args,) = parse_cli((DataTrainingArguments,), argv, description=__doc__, profile=False)
     check_writable_dirs({"--data_save_dir": args.data_save_dir, "--cleaned_dir": args.cleaned_dir})  # the caches
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    tasks = get_tasks(args.tasks)
-    scores = classical_scores(tasks, args)
+    tasks = tasks_of(args.tasks)
+    scores = classical_scores(tasks, args.data_settings())
     names = [t.name for t in tasks] + ["avg"]
     metric = "macro-F1" if all(t.metric.name == "macro_f1" for t in tasks) else "score"
     print(f"| {metric} (validation) | " + " | ".join(names) + " |")

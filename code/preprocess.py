@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 import time
 
-from mtl.args import TRAIN_ARGUMENTS, DataTrainingArguments, check_writable_dirs, field_names, parse_cli
+from mtl.args import TRAIN_ARGUMENTS, DataTrainingArguments, check_writable_dirs, field_names, parse_cli, tasks_of
 from mtl.cache import load_or_build_task
 from mtl.errors import run_cli
-from mtl.tasks import get_tasks
+from mtl.paths import resolve
 from mtl.tokenizer import load_tokenizer
 
 logger = logging.getLogger("preprocess")
@@ -19,9 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     check_writable_dirs({"--data_save_dir": args.data_save_dir, "--cleaned_dir": args.cleaned_dir})
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     start = time.perf_counter()
-    tokenizer = load_tokenizer(args.tokenizer_dir)
-    for task in get_tasks(args.tasks):
-        load_or_build_task(task, tokenizer, args)
+    settings = args.data_settings()  # the paths resolved, once
+    tokenizer = load_tokenizer(resolve(args.tokenizer_dir))
+    for task in tasks_of(args.tasks):
+        load_or_build_task(task, tokenizer, settings)
     logger.info("preprocessing done in %.2fs", time.perf_counter() - start)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import transformers
 from transformers import BertConfig, BertForMaskedLM, TrainingArguments, set_seed
 
-from mtl.args import best_model_setting, check_training_length, check_writable_dirs, parse_cli
+from mtl.args import best_model_setting, check_training_length, check_writable_dirs, parse_cli, tasks_of
 from mtl.errors import UsageError, run_cli
 from mtl.model import override_config
 from mtl.paths import DEFAULT_TOKENIZER_DIR, model_path, resolve
@@ -29,7 +30,8 @@ from mtl.pretraining import (
     save_weights_as,
     task_texts,
 )
-from mtl.tasks import DEFAULT_TASKS, get_tasks
+from mtl.task_files import ReadSettings
+from mtl.tasks import DEFAULT_TASKS
 from mtl.tokenizer import load_tokenizer, tokenizer_source
 
 logger = logging.getLogger("pretrain")
@@ -56,6 +58,18 @@ class PretrainArguments:
         if not self.train_files and not any(name.strip() for name in self.tasks.split(",")):
             raise UsageError(f"--tasks {self.tasks!r} names no task; give task names or spec files, comma-separated, "
                              "or --train_files")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise UsageError(f"--save_dtype {self.save_dtype!r}: choose one of {sorted(SAVE_DTYPES)}")
+
+    def resolve_paths(self) -> None:
+        """Every path resolved once (mtl.paths), before the library sees it; a model path or hub id checked."""
+        if self.model_name_or_path:
+            self.model_name_or_path = model_path(self.model_name_or_path)
+        if self.config_name:
+            self.config_name = str(resolve(self.config_name))
+        self.tokenizer_dir, self.data_dir = str(resolve(self.tokenizer_dir)), str(resolve(self.data_dir))
+        if self.train_files:
+            self.train_files = ",".join(str(resolve(p)) for p in self.train_files.split(","))
 
 
 @dataclass
@@ -85,10 +99,10 @@ class PretrainTrainingArguments(TrainingArguments):
 
 def build_model(args: PretrainArguments) -> BertForMaskedLM:
     if args.model_name_or_path:
-        return BertForMaskedLM.from_pretrained(model_path(args.model_name_or_path))
+        return BertForMaskedLM.from_pretrained(args.model_name_or_path)
     if not args.config_name:
         raise UsageError("give --model_name_or_path (continued pretraining) or --config_name (from scratch)")
-    config = BertConfig.from_pretrained(str(resolve(args.config_name)))
+    config = BertConfig.from_pretrained(args.config_name)
     override_config(config, args.config_overrides)
     return BertForMaskedLM(config)
 
@@ -97,19 +111,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args, training_args = parse_cli((PretrainArguments, PretrainTrainingArguments), argv, description=__doc__,
                                     profile=False)
     check_writable_dirs({"--output_dir": training_args.output_dir})
-    if args.save_dtype not in SAVE_DTYPES:
-        raise UsageError(f"--save_dtype {args.save_dtype!r}: choose one of {sorted(SAVE_DTYPES)}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     training_args.output_dir = str(resolve(training_args.output_dir))
+    args.resolve_paths()
     set_seed(training_args.seed)
 
     tokenizer = load_tokenizer(tokenizer_source(args.model_name_or_path, args.tokenizer_dir))
     start = time.perf_counter()
     if args.train_files:
-        texts = file_texts(resolve(p) for p in args.train_files.split(","))
+        texts = file_texts(Path(p) for p in args.train_files.split(","))
     else:
-        texts = task_texts(get_tasks(args.tasks), resolve(args.data_dir), args.train_val_split_ratio, args.split_seed,
+        texts = task_texts(tasks_of(args.tasks), Path(args.data_dir),
+                           ReadSettings(split_ratio=args.train_val_split_ratio, split_seed=args.split_seed),
                            args.include_validation_texts)
     features = encode_with_words(tokenizer, texts, args.max_seq_length)
     order = np.random.default_rng(training_args.seed).permutation(len(texts))

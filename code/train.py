@@ -18,21 +18,24 @@ from mtl.args import (
     ModelArguments,
     MultiTaskTrainingArguments,
     PredictionArguments,
+    check_position_limit,
     check_writable_dirs,
     parse_cli,
+    tasks_of,
 )
-from mtl.cache import load_or_build_task, read_label2id
+from mtl.cache import DataSettings, load_or_build_task, read_label2id
 from mtl.checkpoints import newest_complete, remove_checkpoints, resolve_resume, save_final_model
 from mtl.curves import plot_curves
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.errors import UsageError, run_cli
 from mtl.labels import class_frequencies
 from mtl.metrics import format_scores
-from mtl.model import head_names, load_model, max_positions
+from mtl.model import head_names, load_model
 from mtl.outputs import PARTIAL_ZIP, SUBMISSION_ZIP, write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
 from mtl.support import refuse_unsupported
-from mtl.tasks import Task, get_tasks
+from mtl.task_files import DEBUG_ROWS
+from mtl.tasks import Task
 from mtl.tokenizer import load_tokenizer, tokenizer_source
 from mtl.trainer import MultiTaskTrainer
 
@@ -59,21 +62,30 @@ def checkpoint_to_resume(args: MultiTaskTrainingArguments) -> str | bool | None:
     return last
 
 
-def check_arguments(model_args: ModelArguments, data_args: DataTrainingArguments,
-                    training_args: MultiTaskTrainingArguments, prediction_args: PredictionArguments) -> None:
-    """Combinations that would fail late (after hours, on a GPU as a device-side assert): refused before any work,
-    in one line. Also every directory this run will write, so that none is found unwritable after training."""
+def resolve_paths(model_args: ModelArguments, data_args: DataTrainingArguments,
+                  training_args: MultiTaskTrainingArguments, prediction_args: PredictionArguments) -> DataSettings:
+    """Every path of the arguments resolved once (mtl.paths), here; the data layer's settings built from them."""
+    training_args.output_dir = str(resolve(training_args.output_dir))
+    prediction_args.prediction_dir = str(resolve(prediction_args.prediction_dir))
+    if model_args.model_name_or_path:
+        model_args.model_name_or_path = model_path(model_args.model_name_or_path)
+    for name in ("config_name", "tokenizer_name"):
+        if getattr(model_args, name):
+            setattr(model_args, name, str(resolve(getattr(model_args, name))))
+    data_args.tokenizer_dir = str(resolve(data_args.tokenizer_dir))
+    return data_args.data_settings()
+
+
+def check_start_up(model_args: ModelArguments, data: DataSettings, training_args: MultiTaskTrainingArguments,
+                   prediction_args: PredictionArguments) -> None:
+    """The checks that need more than the arguments (which checked themselves): this machine's GPUs, the model's
+    position embeddings, and every directory this run will write, so that none is found unwritable after training."""
     refuse_unsupported(training_args, freeze=model_args.freeze)
     if training_args.should_save:  # the processes that write (under torchrun the others write nothing, not even a probe)
-        check_writable_dirs({"--output_dir": training_args.output_dir, "--data_save_dir": data_args.data_save_dir,
-                             "--cleaned_dir": data_args.cleaned_dir,
+        check_writable_dirs({"--output_dir": training_args.output_dir, "--data_save_dir": data.data_save_dir,
+                             "--cleaned_dir": data.cleaned_dir,
                              "--prediction_dir": prediction_args.prediction_dir if training_args.do_predict else None})
-    if model_args.logit_adjustment is not None and model_args.logit_adjustment < 0:
-        raise UsageError(f"--logit_adjustment {model_args.logit_adjustment}: give a tau >= 0 (0 turns it off)")
-    positions = max_positions(model_args.model_name_or_path, model_args.config_name, model_args.cache_dir)
-    if positions is not None and data_args.max_seq_length > positions:
-        raise UsageError(f"--max_seq_length {data_args.max_seq_length} exceeds the model's {positions} position "
-                         f"embeddings; use --max_seq_length {positions} or less")
+    check_position_limit(model_args, data.max_seq_length)
 
 
 def check_heads(model: str | None, task_names: list[str]) -> None:
@@ -116,19 +128,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING, force=True)
     transformers.utils.logging.set_verbosity_warning()
-    training_args.output_dir = str(resolve(training_args.output_dir))
-    if model_args.model_name_or_path:
-        model_args.model_name_or_path = model_path(model_args.model_name_or_path)
-    if model_args.config_name:
-        model_args.config_name = str(resolve(model_args.config_name))
-    check_arguments(model_args, data_args, training_args, prediction_args)
+    data = resolve_paths(model_args, data_args, training_args, prediction_args)
+    check_start_up(model_args, data, training_args, prediction_args)
     resume = checkpoint_to_resume(training_args)  # before any work: a missing or incomplete checkpoint is one line
     if training_args.do_train and training_args.overwrite_output_dir and resume is None and training_args.should_save:
         remove_checkpoints(training_args.output_dir)  # starting over: an old run's checkpoints would be resumed later
     set_seed(training_args.seed)
 
     # ---- data ----
-    tasks = get_tasks(data_args.tasks)
+    tasks = tasks_of(data_args.tasks)
     if not training_args.do_train:
         check_heads(model_args.model_name_or_path, [t.name for t in tasks])
     # --tokenizer_name, else the model's own tokenizer, else --tokenizer_dir
@@ -137,15 +145,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # Caches are built by one process while the others wait, then read by all: once in all when output storage
     # is shared between nodes, once per node with --save_on_each_node (storage local to each node).
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="task caches"):
-        cached = {t.name: load_or_build_task(t, tokenizer, data_args) for t in tasks}
-    label2id = {t.name: read_label2id(t, data_args.data_save_dir) for t in tasks}  # the spec's labels, or train's
+        cached = {t.name: load_or_build_task(t, tokenizer, data) for t in tasks}
+    label2id = {t.name: read_label2id(t, data.data_save_dir) for t in tasks}  # the spec's labels, or train's
     id2label = {t.name: {i: label for label, i in label2id[t.name].items()} for t in tasks}
 
     # ---- model ----
     model = load_model(model_args.model_name_or_path, model_args.config_name, [t.head(label2id[t.name]) for t in tasks],
                        model_args.cache_dir, model_args.drop_other_heads, model_args.config_overrides)
     if training_args.do_train:  # predict.py truncates new texts as training did
-        model.config.max_seq_length = data_args.max_seq_length
+        model.config.max_seq_length = data.max_seq_length
     # The priors are the train split's of the run that trains; evaluating or predicting keeps the model's own (a
     # different --max_train_samples or train file must not change what a saved model predicts).
     set_logit_adjustment(model.config, model_args.logit_adjustment,
@@ -198,13 +206,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         predict_set = dataset("predict", predicted)
         predictions = trainer.predict_tasks(predict_set)  # every process takes part
         if trainer.is_world_process_zero():  # one process writes
-            out_dir = resolve(prediction_args.prediction_dir)
+            out_dir = Path(prediction_args.prediction_dir)
             files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in predicted]
-            # --debug predicts the first 1000 rows of each test file: never let that pass for a submission
-            zip_name = PARTIAL_ZIP if data_args.debug else SUBMISSION_ZIP
-            if data_args.debug:
-                logger.warning("--debug: the predictions cover only the first 1000 rows of each test file; they are "
-                               "written to %s, which is NOT a submission (drop --debug for one)", out_dir / zip_name)
+            # --debug predicts the first rows of each test file only: never let that pass for a submission
+            zip_name = PARTIAL_ZIP if data.reading.debug else SUBMISSION_ZIP
+            if data.reading.debug:
+                logger.warning("--debug: the predictions cover only the first %d rows of each test file; they are "
+                               "written to %s, which is NOT a submission (drop --debug for one)", DEBUG_ROWS,
+                               out_dir / zip_name)
             zip_path = write_submission_zip(files, out_dir / zip_name)
             logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
             if prediction_args.pseudo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtl.args import DataTrainingArguments
+from mtl.cache import DataSettings
 from mtl.heads import TaskHead
 from mtl.labels import label2id_for
 from mtl.tasks import TASKS
@@ -14,12 +15,13 @@ TOKENIZER_DIR = REPO_ROOT / "code" / "assets" / "tokenizer"
 TINY_CONFIG = REPO_ROOT / "code" / "assets" / "configs" / "tiny.json"
 
 
-def data_args(tmp: Path, data_dir: Path = DATA_DIR, **overrides) -> DataTrainingArguments:
-    """DataTrainingArguments pointing every output into `tmp`."""
+def data_settings(tmp: Path, data_dir: Path = DATA_DIR, **overrides) -> DataSettings:
+    """The data settings train.py builds from its arguments (`overrides`: DataTrainingArguments fields), with every
+    output in `tmp`."""
     values = dict(data_dir=str(data_dir), cleaned_dir=str(tmp / "cleaned"), data_save_dir=str(tmp / "cache"),
                   tokenizer_dir=str(TOKENIZER_DIR))
     values.update(overrides)
-    return DataTrainingArguments(**values)
+    return DataTrainingArguments(**values).data_settings()
 
 
 def common(tmp: Path, data_dir: Path, out: str, save_steps: int = 20) -> list[str]:

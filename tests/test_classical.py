@@ -1,7 +1,7 @@
 """The classical peers use exactly the validation split that train.py's caches hold."""
 from __future__ import annotations
 
-from helpers import data_args
+from helpers import data_settings
 from mtl.cache import load_or_build_task
 from mtl.classical import majority_predictions, task_score, task_split_texts, tfidf_lr_predictions
 from mtl.labels import label2id_for
@@ -10,9 +10,9 @@ from mtl.tasks import TASKS
 
 def test_peers_score_the_cached_validation_split(tmp_path, small_data_dir, tokenizer):
     task = TASKS["ocemotion"]
-    args = data_args(tmp_path, small_data_dir)
-    cached = load_or_build_task(task, tokenizer, args)
-    train, y_train, val, y_val = task_split_texts(task, args)
+    settings = data_settings(tmp_path, small_data_dir)
+    cached = load_or_build_task(task, tokenizer, settings)
+    train, y_train, val, y_val = task_split_texts(task, settings)
     id2label = {i: label for label, i in label2id_for(task.labels).items()}
     assert y_val == [id2label[int(i)] for i in cached["val"]["labels"]]
     assert len(y_train) == len(cached["train"]["ids"])

@@ -6,7 +6,7 @@ import shutil
 
 import torch
 
-from helpers import DATA_DIR, TOKENIZER_DIR, data_args
+from helpers import DATA_DIR, TOKENIZER_DIR, data_settings
 from mtl.cache import cache_dir, load_or_build_task
 from mtl.encoding import encode
 from mtl.labels import label2id_for, stratified_split
@@ -58,16 +58,16 @@ def test_stratified_split_has_every_class_in_validation():
 def test_cache_is_reused_when_nothing_changed_and_rebuilt_when_inputs_change(tmp_path, small_data_dir):
     task = TASKS["ocnli"]
     tok = load_tokenizer(str(TOKENIZER_DIR))
-    args = data_args(tmp_path, small_data_dir)
-    first = load_or_build_task(task, tok, args)
-    train_pt = cache_dir(task, args.data_save_dir) / "train.pt"
+    settings = data_settings(tmp_path, small_data_dir)
+    first = load_or_build_task(task, tok, settings)
+    train_pt = cache_dir(task, settings.data_save_dir) / "train.pt"
     built = train_pt.stat().st_mtime_ns
 
-    again = load_or_build_task(task, tok, args)
+    again = load_or_build_task(task, tok, settings)
     assert train_pt.stat().st_mtime_ns == built  # reused, not rewritten
     assert torch.equal(again["train"]["input_ids"], first["train"]["input_ids"])
 
-    shorter = data_args(tmp_path, small_data_dir, max_seq_length=16)
+    shorter = data_settings(tmp_path, small_data_dir, max_seq_length=16)
     rebuilt = load_or_build_task(task, tok, shorter)
     assert train_pt.stat().st_mtime_ns != built
     assert int((rebuilt["train"]["offsets"][1:] - rebuilt["train"]["offsets"][:-1]).max()) == 16
@@ -85,7 +85,7 @@ def test_cache_is_reused_when_nothing_changed_and_rebuilt_when_inputs_change(tmp
     assert swapped["train"]["input_ids"][1:3].tolist() == [3299, 671]  # "一月" with the ids swapped
 
     stamp = train_pt.stat().st_mtime_ns
-    load_or_build_task(task, load_tokenizer(str(vocab_dir)), data_args(tmp_path, small_data_dir, max_seq_length=16,
+    load_or_build_task(task, load_tokenizer(str(vocab_dir)), data_settings(tmp_path, small_data_dir, max_seq_length=16,
                                                                        overwrite_cache=True))
     assert train_pt.stat().st_mtime_ns != stamp  # --overwrite_cache forces a rebuild
 
@@ -93,13 +93,13 @@ def test_cache_is_reused_when_nothing_changed_and_rebuilt_when_inputs_change(tmp
 def test_cache_contents_ids_in_file_order_and_compact(tmp_path, small_data_dir):
     task = TASKS["ocnli"]
     tok = load_tokenizer(str(TOKENIZER_DIR))
-    splits = load_or_build_task(task, tok, data_args(tmp_path, small_data_dir, test_b=True))
+    splits = load_or_build_task(task, tok, data_settings(tmp_path, small_data_dir, test_b=True))
     assert splits["predict"]["ids"] == [str(i) for i in range(1500, 3000)]
     assert len(splits["train"]["ids"]) + len(splits["val"]["ids"]) == 300
     assert len(splits["val"]["ids"]) == 30
     assert splits["train"]["input_ids"].dtype == torch.int32 and splits["train"]["input_ids"].dim() == 1
     assert (splits["predict"]["labels"] == -100).all()
-    out = cache_dir(task, str(tmp_path / "cache"))
+    out = cache_dir(task, tmp_path / "cache")
     assert json.loads((out / "label2id.json").read_text()) == {"0": 0, "1": 1, "2": 2}
     fp = json.loads((out / "fingerprint.json").read_text())
     assert {"files", "tokenizer", "max_seq_length", "train_val_split_ratio", "split_seed", "cache_version"} <= set(fp)

@@ -10,9 +10,9 @@ from transformers import BertForMaskedLM
 import choose_profile
 import pretrain
 import train
-from helpers import DATA_DIR, TINY_CONFIG, competition_heads, data_args
+from helpers import DATA_DIR, TINY_CONFIG, competition_heads
 from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, encode_with_words, task_texts
-from mtl.task_files import TaskFiles, read_clean, train_validation_tables
+from mtl.task_files import ReadSettings, TaskFiles, read_clean, train_validation_tables
 from mtl.tasks import TASKS
 
 SENTENCE = "我们喜欢北京天安门"  # jieba: 我们 / 喜欢 / 北京 / 天安门
@@ -61,11 +61,11 @@ def test_mask_rate_and_replacement_split_on_a_real_batch(tokenizer):
     assert 0.08 <= 1 - as_mask - kept <= 0.12  # random replacements
 
 
-def test_corpus_leaves_out_the_validation_rows_train_py_scores(tmp_path):
+def test_corpus_leaves_out_the_validation_rows_train_py_scores():
     task = TASKS["ocemotion"]
     corpus = set(task_texts([task], DATA_DIR))
     files = TaskFiles.of(task, str(DATA_DIR), None)
-    _, train_rows, validation_rows, _ = train_validation_tables(task, files, data_args(tmp_path))
+    _, train_rows, validation_rows, _ = train_validation_tables(task, files, ReadSettings())
     train_texts, validation_texts = set(train_rows.columns["text"]), set(validation_rows.columns["text"])
     test_texts = {t for path in files.tests.values() for t in read_clean(task, path, False).columns["text"]}
     only_validation = validation_texts - train_texts - test_texts  # (test files repeat some train-file texts)

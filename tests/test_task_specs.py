@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import REPO_ROOT, data_args
+from helpers import REPO_ROOT, data_settings
 from mtl.cache import load_or_build_task, read_label2id
 from mtl.errors import UsageError
 from mtl.metrics import task_scores
@@ -99,9 +99,9 @@ def test_labels_default_to_the_sorted_set_seen_in_train_and_a_validation_file_is
             "files": {"train": "train.tsv", "validation": "dev.tsv"}, "columns": {"text": "review"}}
     (tmp_path / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
     task = load_spec(tmp_path / "spec.json")
-    args = data_args(tmp_path)
+    settings = data_settings(tmp_path)
     with pytest.raises(DataFormatError, match=r"dev.tsv:51: label '2' is not one of \['0', '1'\]"):
-        load_or_build_task(task, tokenizer, args)
+        load_or_build_task(task, tokenizer, settings)
 
 
 def test_a_validation_file_replaces_the_split(tmp_path, tokenizer):
@@ -114,24 +114,24 @@ def test_a_validation_file_replaces_the_split(tmp_path, tokenizer):
             "columns": {"id": "id", "text": "text", "label": "label"}}
     (tmp_path / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
     task = load_spec(tmp_path / "spec.json")
-    args = data_args(tmp_path)
-    splits = load_or_build_task(task, tokenizer, args)
+    settings = data_settings(tmp_path)
+    splits = load_or_build_task(task, tokenizer, settings)
     assert len(splits["train"]["ids"]) == 300 and len(splits["val"]["ids"]) == 300
     assert splits["val"]["ids"][:2] == ["w1", "w3"] and len(splits["predict"]["ids"]) == 0
-    assert read_label2id(task, args.data_save_dir) == {"0": 0, "1": 1}  # JSON numbers as label strings
+    assert read_label2id(task, settings.data_save_dir) == {"0": 0, "1": 1}  # JSON numbers as label strings
 
 
 def test_competition_caches_hold_the_same_rows_as_before_specs(tmp_path, tokenizer, small_data_dir):
     """The ids of every split of the three competition tasks, from their bundled specs."""
-    args = data_args(tmp_path, small_data_dir)
+    settings = data_settings(tmp_path, small_data_dir)
     for task in TASKS.values():
-        splits = load_or_build_task(task, tokenizer, args)
+        splits = load_or_build_task(task, tokenizer, settings)
         assert len(splits["train"]["ids"]) + len(splits["val"]["ids"]) == 300
         assert splits["predict"]["ids"] == [str(i) for i in range(1500)]  # test A ids 0..1499, in file order
-    args = data_args(tmp_path, small_data_dir, test_b=True)
-    assert load_or_build_task(TASKS["ocnli"], tokenizer, args)["predict"]["ids"][0] == "1500"  # test B
+    settings = data_settings(tmp_path, small_data_dir, test_b=True)
+    assert load_or_build_task(TASKS["ocnli"], tokenizer, settings)["predict"]["ids"][0] == "1500"  # test B
     with pytest.raises(UsageError, match="no test file named 'c'"):
-        load_or_build_task(TASKS["ocnli"], tokenizer, data_args(tmp_path, small_data_dir, predict_test="c"))
+        load_or_build_task(TASKS["ocnli"], tokenizer, data_settings(tmp_path, small_data_dir, predict_test="c"))
 
 
 def test_each_task_is_scored_by_its_own_metric_and_avg_is_the_mean_of_those():

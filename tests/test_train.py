@@ -52,8 +52,8 @@ PROFILES = sorted((REPO_ROOT / "code" / "assets" / "profiles").glob("*.json"))
 @pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
 def test_profile_files_parse_and_command_line_flags_override_them(profile):
     values = {k: v for k, v in json.loads(profile.read_text()).items() if not k.startswith("_")}
-    model_args, data_args, _, training_args = train.parse_args([str(profile), "--learning_rate", "0.5"])
-    parsed = {**vars(model_args), **vars(data_args), **vars(training_args)}
+    model_args, data_settings, _, training_args = train.parse_args([str(profile), "--learning_rate", "0.5"])
+    parsed = {**vars(model_args), **vars(data_settings), **vars(training_args)}
     for key, value in values.items():
         if key != "learning_rate":
             assert parsed[key] == value, key
@@ -62,11 +62,11 @@ def test_profile_files_parse_and_command_line_flags_override_them(profile):
 
 def test_baseline_stage1_profile_is_train_py_defaults_the_2020_recipe():
     values = json.loads((REPO_ROOT / "code" / "assets" / "profiles" / "baseline_stage1.json").read_text())
-    _, data_args, _, training_args = train.parse_args([])
+    _, data_settings, _, training_args = train.parse_args([])
     for key, value in values.items():
         # the 2020 task loss weights and EMA start only make sense on the competition's full data: the profile's own
         if not key.startswith("_") and key not in ("task_loss_weights", "ema_start_step"):
-            assert getattr(data_args, key, getattr(training_args, key, None)) == value, key
+            assert getattr(data_settings, key, getattr(training_args, key, None)) == value, key
 
 
 def test_preprocess_reads_the_data_arguments_of_a_training_profile(tmp_path, small_data_dir):
@@ -178,7 +178,7 @@ def test_help_documents_every_flag():
 @pytest.mark.parametrize("call", ["evaluate", "predict_tasks"])
 def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_back_bit_exactly(
         tmp_path, small_data_dir, tokenizer, call):
-    from helpers import data_args
+    from helpers import data_settings
     from mtl.args import MultiTaskTrainingArguments
     from mtl.cache import load_or_build_task
     from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
@@ -187,7 +187,7 @@ def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_bac
 
     names = list(TASKS)
     model = load_model(None, str(TINY_CONFIG), competition_heads())
-    val = MultiTaskDataset({t: SingleTaskDataset(load_or_build_task(TASKS[t], tokenizer, data_args(
+    val = MultiTaskDataset({t: SingleTaskDataset(load_or_build_task(TASKS[t], tokenizer, data_settings(
         tmp_path, small_data_dir, max_seq_length=32))["val"], i) for i, t in enumerate(names)})
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", eval_strategy="no",
                                       load_best_model_at_end=False)

@@ -1,5 +1,10 @@
 """Command-line arguments: the data (preprocess.py and train.py), the model, what --do_predict writes, and
-transformers' TrainingArguments with the 2020 defaults and EMA."""
+transformers' TrainingArguments with the 2020 defaults and EMA.
+
+The configuration boundary: each dataclass checks itself in `__post_init__` (a mistake is one line before anything is
+read or written); the checks that need more than the arguments are functions a CLI calls at start-up (the model's
+position limit here, the directories' writability here, this machine's GPUs in mtl.support). The library takes what
+`DataTrainingArguments.data_settings` builds, never these classes: only the CLIs import this module."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,11 +19,14 @@ from typing import Any, Iterable, Optional
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from .cache import DataSettings
 from .errors import OneLineArgumentErrors, UsageError
+from .model import max_positions
 from .paths import DEFAULT_TOKENIZER_DIR, resolve
 from .support import refuse_backends
+from .task_files import DEBUG_ROWS, ReadSettings
 from .task_mixing import STRATEGIES
-from .tasks import DEFAULT_TASKS
+from .tasks import DEFAULT_TASKS, REGISTRY, Task, get_tasks
 
 
 @dataclass
@@ -37,7 +45,7 @@ class DataTrainingArguments:
     test_b: bool = field(default=False, metadata={"help": "Predict the round-2 test B files instead of the round-1 test A files (= --predict_test b)."})
     predict_test: Optional[str] = field(default=None, metadata={"help": "Which named test file of each task's spec --do_predict labels (default: the spec's first; a task with no test file is not predicted)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Train on at most this many rows of each task (a seeded random subset of its train split)."})
-    debug: bool = field(default=False, metadata={"help": "Use only the first 1000 rows of every file."})
+    debug: bool = field(default=False, metadata={"help": f"Use only the first {DEBUG_ROWS} rows of every file."})
     skip_bad_rows: bool = field(default=False, metadata={"help": "Drop malformed rows (reported by file and line) instead of stopping."})
     use_pseudo: Optional[str] = field(default=None, metadata={"help": "Directory of {TASK}_pseudo.csv files to add to the train split."})
 
@@ -51,6 +59,22 @@ class DataTrainingArguments:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise UsageError(f"--max_train_samples {self.max_train_samples}: must be at least 1 (leave it out for "
                              "every row)")
+
+    def data_settings(self) -> DataSettings:
+        """What the library's data layer takes: these arguments with their paths resolved (mtl.paths.resolve)."""
+        return DataSettings(
+            data_dir=resolve(self.data_dir), cleaned_dir=resolve(self.cleaned_dir),
+            data_save_dir=resolve(self.data_save_dir), max_seq_length=self.max_seq_length,
+            reading=ReadSettings(split_ratio=self.train_val_split_ratio, split_seed=self.split_seed,
+                                 skip_bad_rows=self.skip_bad_rows, debug=self.debug),
+            max_train_samples=self.max_train_samples, predict_test=self.predict_test or ("b" if self.test_b else None),
+            use_pseudo=resolve(self.use_pseudo) if self.use_pseudo else None, overwrite_cache=self.overwrite_cache)
+
+
+def tasks_of(value: str) -> list[Task]:
+    """The tasks a --tasks value names, its spec files and folders resolved as command-line paths are."""
+    items = (item.strip() for item in value.split(","))
+    return get_tasks([item if item.lower() in REGISTRY else str(resolve(item)) for item in items if item])
 
 
 @dataclass
@@ -75,6 +99,19 @@ class ModelArguments:
     logit_adjustment: Optional[float] = field(default=None, metadata={"help": "Post-hoc logit adjustment tau: at evaluation and prediction a task's logits are lowered by tau * log(class frequency in its train split), which predicts rare classes more often (Menon et al. 2021; macro-F1 weighs classes equally); 0 turns it off, 1 is the balanced-error choice. Saved in the model's config; by default a checkpoint's value is kept (0 for a new model)."})
     drop_other_heads: bool = field(default=False, metadata={"help": "Loading a multi-task checkpoint, drop its heads for tasks not in --tasks (by default they are kept, and saved with the model)."})
 
+    def __post_init__(self):
+        if self.logit_adjustment is not None and self.logit_adjustment < 0:
+            raise UsageError(f"--logit_adjustment {self.logit_adjustment}: give a tau >= 0 (0 turns it off)")
+
+
+def check_position_limit(model_args: ModelArguments, max_seq_length: int) -> None:
+    """--max_seq_length within the model's position embeddings (the one check that reads the model's config: an
+    input past them fails late, on a GPU as a device-side assert). Call it once the model's path is resolved."""
+    positions = max_positions(model_args.model_name_or_path, model_args.config_name, model_args.cache_dir)
+    if positions is not None and max_seq_length > positions:
+        raise UsageError(f"--max_seq_length {max_seq_length} exceeds the model's {positions} position "
+                         f"embeddings; use --max_seq_length {positions} or less")
+
 
 @dataclass
 class MultiTaskTrainingArguments(TrainingArguments):
@@ -94,7 +131,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
     greater_is_better: Optional[bool] = field(default=True, metadata={"help": "Whether a larger metric_for_best_model is better."})
     # None: on when the run both evaluates and saves (--eval_strategy and --save_strategy not 'no'), else off
     load_best_model_at_end: Optional[bool] = field(default=None, metadata={"help": "End training with the best checkpoint's (EMA) weights (by metric_for_best_model). Default: on when both --eval_strategy and --save_strategy are not 'no' (they must then match, and --save_steps be a multiple of --eval_steps), off otherwise."})
-    # `--debug` belongs to DataTrainingArguments (first 1000 rows per file, as the 2020 scripts): HF's own debug
+    # `--debug` belongs to DataTrainingArguments (the first rows of every file, as the 2020 scripts): HF's own debug
     # options (TPU metrics, underflow/overflow detection) are taken off the command line to free the name.
     debug: str = field(default="", init=False)
     save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep at most this many checkpoints (the best is always kept)."})
@@ -285,7 +322,7 @@ def writable_dir_problem(path: str | Path) -> Optional[str]:
     return None
 
 
-def check_writable_dirs(dirs: dict[str, Optional[str]]) -> None:
+def check_writable_dirs(dirs: dict[str, Optional[str | Path]]) -> None:
     """{flag: directory} -> UsageError naming the first that cannot be created or written into; a CLI calls it at
     start-up for the directories it will write (not in __post_init__: the argument classes are also built by code
     that writes nothing)."""

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,14 +14,12 @@ import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
-from .args import DataTrainingArguments
 from .atomic_write import atomic_path, write_text_atomic
 from .encoding import encode_with, truncating_backend
 from .errors import UsageError
 from .labels import IGNORE_LABEL, label2id_for
-from .paths import resolve
 from .table import Table
-from .task_files import TaskFiles, pseudo_task, read_with_args, subsample, train_validation_tables
+from .task_files import ReadSettings, TaskFiles, pseudo_task, read_table, subsample, train_validation_tables
 from .tasks import Task
 from .tianchi_tsv import write_tsv
 from .tokenizer import tokenizer_hash
@@ -37,32 +36,48 @@ LABEL_MAP = "label2id.json"
 OUTPUTS = (*(f"{split}.pt" for split in SPLITS), LABEL_MAP)
 
 
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the caches are built from and written to, and what shapes them: built once by a CLI from its data
+    arguments (DataTrainingArguments.data_settings), with the paths already resolved."""
+
+    data_dir: Path  # where a spec's {data_dir}/ paths are read
+    cleaned_dir: Path  # the competition layout's cleaned copies
+    data_save_dir: Path  # the per-task caches {task}_processed/
+    max_seq_length: int = 300
+    reading: ReadSettings = field(default_factory=ReadSettings)
+    max_train_samples: Optional[int] = None  # a seeded random subset of each task's train split
+    predict_test: Optional[str] = None  # the named test file the predict split holds; None: the spec's first
+    use_pseudo: Optional[Path] = None  # a directory of pseudo-label files added to the train split
+    overwrite_cache: bool = False  # rebuild even when the fingerprint matches
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def fingerprint(task: Task, files: TaskFiles, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, Any]:
-    """Everything that determines a task's cache; a cache is reused only when this matches exactly."""
+def fingerprint(task: Task, files: TaskFiles, tokenizer: PreTrainedTokenizerBase, settings: DataSettings) -> dict[str, Any]:
+    """Everything that determines a task's cache; a cache is reused only when this matches exactly. (The keys keep
+    the flags' names, so that caches built before DataSettings existed are still reused.)"""
     return {
         "cache_version": CACHE_VERSION,
         "task": task.name,
         "spec": task.signature(),
         "files": {name: _sha256(p) for name, p in files.named().items()},
         "tokenizer": tokenizer_hash(tokenizer),
-        "max_seq_length": args.max_seq_length,
-        "train_val_split_ratio": args.train_val_split_ratio,
-        "split_seed": args.split_seed,
-        "max_train_samples": args.max_train_samples,
-        "predict_test": predict_test_name(task, args),
-        "debug": args.debug,
-        "skip_bad_rows": args.skip_bad_rows,
+        "max_seq_length": settings.max_seq_length,
+        "train_val_split_ratio": settings.reading.split_ratio,
+        "split_seed": settings.reading.split_seed,
+        "max_train_samples": settings.max_train_samples,
+        "predict_test": predict_test_name(task, settings.predict_test),
+        "debug": settings.reading.debug,
+        "skip_bad_rows": settings.reading.skip_bad_rows,
     }
 
 
-def predict_test_name(task: Task, args: DataTrainingArguments) -> Optional[str]:
-    """Which of the task's named test files its predict split holds: --predict_test, 'b' with --test_b, else the
-    spec's first (for the competition's tasks: test A). None: the task names no test file."""
-    wanted = args.predict_test or ("b" if args.test_b else None)
+def predict_test_name(task: Task, wanted: Optional[str]) -> Optional[str]:
+    """Which of the task's named test files its predict split holds: `wanted` (--predict_test, or 'b' with
+    --test_b), else the spec's first (for the competition's tasks: test A). None: the task names no test file."""
     names = [name for name, _ in task.tests]
     if wanted is None:
         return names[0] if names else None
@@ -74,8 +89,8 @@ def predict_test_name(task: Task, args: DataTrainingArguments) -> Optional[str]:
     return wanted
 
 
-def cache_dir(task: Task, data_save_dir: str) -> Path:
-    return resolve(data_save_dir) / f"{task.name}_processed"
+def cache_dir(task: Task, data_save_dir: Path) -> Path:
+    return Path(data_save_dir) / f"{task.name}_processed"
 
 
 def _split_features(task: Task, table: Table, backend: Tokenizer, label2id: dict[str, int],
@@ -91,12 +106,12 @@ def _split_features(task: Task, table: Table, backend: Tokenizer, label2id: dict
 
 
 def _write_cleaned_copies(task: Task, files: TaskFiles, train: Table, tests: dict[str, Table],
-                          args: DataTrainingArguments) -> None:
+                          data_dir: Path, cleaned_dir: Path) -> None:
     """The 2020 layout's cleaned copies of a competition-format task: cleaned_<folder>/<file> for every file under
     --data_dir, the train file also beside each test file (round 2 received it, as the baseline did)."""
     if task.format.type != "tianchi_tsv":
         return
-    root, cleaned = resolve(args.data_dir), resolve(args.cleaned_dir)
+    root, cleaned = Path(data_dir), Path(cleaned_dir)
 
     def target(path: Path) -> Optional[Path]:
         try:
@@ -118,36 +133,37 @@ def _write_cleaned_copies(task: Task, files: TaskFiles, train: Table, tests: dic
         write_tsv(path, train, task.columns(True))
 
 
-def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
+def build_task_cache(task: Task, tokenizer: PreTrainedTokenizerBase, settings: DataSettings) -> dict[str, dict[str, Any]]:
     """Read, clean, write the cleaned TSVs, tokenize, split and save one task's caches; return the splits."""
     start = time.perf_counter()
-    files = TaskFiles.of(task, args.data_dir, args.use_pseudo)
-    train_file, train_rows, val_rows, labels = train_validation_tables(task, files, args)
-    tests = {name: read_with_args(task, path, False, args) for name, path in files.tests.items()}
-    _write_cleaned_copies(task, files, train_file, tests, args)
+    reading = settings.reading
+    files = TaskFiles.of(task, settings.data_dir, settings.use_pseudo)
+    train_file, train_rows, val_rows, labels = train_validation_tables(task, files, reading)
+    tests = {name: read_table(task, path, False, reading) for name, path in files.tests.items()}
+    _write_cleaned_copies(task, files, train_file, tests, settings.data_dir, settings.cleaned_dir)
 
     label2id = label2id_for(labels)
-    train_rows = subsample(train_rows, args.max_train_samples, args.split_seed)
+    train_rows = subsample(train_rows, settings.max_train_samples, reading.split_seed)
     if files.pseudo is not None:  # pseudo-labelled test rows join the train split only, never validation
-        pseudo = read_with_args(pseudo_task(task), files.pseudo, True, args, labels)
+        pseudo = read_table(pseudo_task(task), files.pseudo, True, reading, labels)
         logger.info("%s: %d pseudo-labelled rows added to train", task.name, len(pseudo))
         train_rows.extend(pseudo)
-    test_name = predict_test_name(task, args)
+    test_name = predict_test_name(task, settings.predict_test)
     predict = tests[test_name] if test_name else Table({c: [] for c in task.columns(False)}, [])
-    backend = truncating_backend(tokenizer, args.max_seq_length)
+    backend = truncating_backend(tokenizer, settings.max_seq_length)
     splits = {
         "train": _split_features(task, train_rows, backend, label2id),
         "val": _split_features(task, val_rows, backend, label2id),
         "predict": _split_features(task, predict, backend, label2id, keep_texts=True),
     }
-    out_dir = cache_dir(task, args.data_save_dir)
+    out_dir = cache_dir(task, settings.data_save_dir)
     digests = {f"{name}.pt": _save_split(out_dir / f"{name}.pt", features) for name, features in splits.items()}
     label_map = json.dumps(label2id, ensure_ascii=False, indent=1)
     write_text_atomic(out_dir / LABEL_MAP, label_map)
     digests[LABEL_MAP] = hashlib.sha256(label_map.encode("utf-8")).hexdigest()
     # Written last: a cache whose fingerprint file exists is complete; the hashes of its files let a load detect
     # a file damaged since (truncated by a full disk, overwritten by hand).
-    record = {**fingerprint(task, files, tokenizer, args), "outputs": digests}
+    record = {**fingerprint(task, files, tokenizer, settings), "outputs": digests}
     write_text_atomic(out_dir / "fingerprint.json", json.dumps(record, indent=1))
     logger.info("%s: cache built in %.2fs (train %d, val %d, predict %d) -> %s", task.name,
                 time.perf_counter() - start, *(len(splits[s]["ids"]) for s in SPLITS), out_dir)
@@ -190,12 +206,12 @@ def _read_record(fp_path: Path) -> Optional[dict[str, Any]]:
     return record
 
 
-def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, args: DataTrainingArguments) -> dict[str, dict[str, Any]]:
+def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, settings: DataSettings) -> dict[str, dict[str, Any]]:
     """The task's splits from a cache whose fingerprint matches and whose every file is intact, else freshly built
     (and cached). Whatever is wrong with a cache (any file missing, damaged, or not as written), it is rebuilt."""
-    out_dir = cache_dir(task, args.data_save_dir)
+    out_dir = cache_dir(task, settings.data_save_dir)
     fp_path = out_dir / "fingerprint.json"
-    if not args.overwrite_cache and (fp_path.exists() or out_dir.is_dir()):
+    if not settings.overwrite_cache and (fp_path.exists() or out_dir.is_dir()):
         record = _read_record(fp_path)
         if record is None:
             logger.warning("%s: %s is %s; rebuilding the cache", task.name, fp_path,
@@ -203,7 +219,7 @@ def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, args: Dat
                            "missing (a build that did not finish, or a file deleted)")
         else:
             outputs = record.pop("outputs")
-            if record != fingerprint(task, TaskFiles.of(task, args.data_dir, args.use_pseudo), tokenizer, args):
+            if record != fingerprint(task, TaskFiles.of(task, settings.data_dir, settings.use_pseudo), tokenizer, settings):
                 logger.info("%s: cache %s is stale; rebuilding", task.name, out_dir)
             else:
                 splits, damaged = _load_verified(out_dir, outputs)
@@ -212,10 +228,10 @@ def load_or_build_task(task: Task, tokenizer: PreTrainedTokenizerBase, args: Dat
                     return splits
                 logger.warning("%s: cache file(s) %s in %s are damaged or missing (their content no longer matches "
                                "fingerprint.json); rebuilding", task.name, ", ".join(damaged), out_dir)
-    return build_task_cache(task, tokenizer, args)
+    return build_task_cache(task, tokenizer, settings)
 
 
-def read_label2id(task: Task, data_save_dir: str) -> dict[str, int]:
+def read_label2id(task: Task, data_save_dir: Path) -> dict[str, int]:
     """The label map of a task's cache (load_or_build_task has just verified it against fingerprint.json)."""
     path = cache_dir(task, data_save_dir) / LABEL_MAP
     try:

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from .args import DataTrainingArguments
+from .cache import DataSettings
 from .labels import label2id_for
 from .metrics import SCORERS
 from .task_files import TaskFiles, subsample, train_validation_tables
@@ -19,10 +19,10 @@ from .tasks import Task
 logger = logging.getLogger(__name__)
 
 
-def task_split_texts(task: Task, args: DataTrainingArguments) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
+def task_split_texts(task: Task, settings: DataSettings) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]], list[str]]:
     """The cleaned texts and labels of the same train/validation split the caches use (same function, seed, ratio)."""
-    _, train, val, _ = train_validation_tables(task, TaskFiles.of(task, args.data_dir, None), args)
-    train = subsample(train, args.max_train_samples, args.split_seed)  # the rows train.py trains on
+    _, train, val, _ = train_validation_tables(task, TaskFiles.of(task, settings.data_dir, None), settings.reading)
+    train = subsample(train, settings.max_train_samples, settings.reading.split_seed)  # the rows train.py trains on
     texts = lambda table: {c: table.columns[c] for c in task.text_columns}  # noqa: E731
     return texts(train), train.columns["label"], texts(val), val.columns["label"]
 
@@ -54,13 +54,13 @@ def task_score(task: Task, gold: list[str], predicted: list[str]) -> float:
     return float(SCORERS[task.metric.name](ids(gold), ids(predicted), pos))
 
 
-def classical_scores(tasks: list[Task], args: DataTrainingArguments) -> dict[str, dict[str, float]]:
+def classical_scores(tasks: list[Task], settings: DataSettings) -> dict[str, dict[str, float]]:
     """{'majority': {task: score, ..., 'avg': mean}, 'tfidf_lr': {...}} on the validation split, each task scored by
     its metric."""
     out: dict[str, dict[str, float]] = {"majority": {}, "tfidf_lr": {}}
     for task in tasks:
         start = time.perf_counter()
-        train, y_train, val, y_val = task_split_texts(task, args)
+        train, y_train, val, y_val = task_split_texts(task, settings)
         out["majority"][task.name] = task_score(task, y_val, majority_predictions(y_train, len(y_val)))
         out["tfidf_lr"][task.name] = task_score(task, y_val, tfidf_lr_predictions(train, y_train, val))
         logger.info("%s: majority %.4f, tfidf+lr %.4f (%.1fs)", task.name, out["majority"][task.name],

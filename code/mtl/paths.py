@@ -1,4 +1,7 @@
-"""Where things live: the repository root, and how relative paths resolve when a CLI runs from `code/`."""
+"""Where things live: the repository root, and how relative paths resolve when a CLI runs from `code/`.
+
+`resolve` and `model_path` are for the CLIs, which resolve every path they are given once, at start-up; the library
+below them takes the paths as given."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOKENIZER_DIR = "code/assets/tokenizer"  # the bundled bert-base-chinese vocab (= roberta-wwm-ext-large's)
+BUNDLED_TOKENIZER_DIR = REPO_ROOT / DEFAULT_TOKENIZER_DIR  # the same, for library code (which resolves no flags)
 
 
 # What the hub accepts as a model id: `name` or `namespace/name`, of letters, digits, '-', '_' and '.'.

@@ -18,7 +18,7 @@ from .encoding import encode_with, truncating_backend
 from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .model import BertMultiTaskModel, head_names, load_model
-from .paths import DEFAULT_TOKENIZER_DIR, model_path
+from .paths import BUNDLED_TOKENIZER_DIR, model_path
 from .tokenizer import load_tokenizer, tokenizer_source
 
 
@@ -111,7 +111,7 @@ class Predictor:
         path = model_path(name_or_path)
         check_trained_model(path)
         model = load_model(path, None, [])
-        return cls(model, load_tokenizer(tokenizer_source(path, DEFAULT_TOKENIZER_DIR)), batch_size, device)
+        return cls(model, load_tokenizer(tokenizer_source(path, str(BUNDLED_TOKENIZER_DIR))), batch_size, device)
 
     @property
     def tasks(self) -> list[str]:

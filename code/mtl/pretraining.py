@@ -19,26 +19,26 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
-from .args import DataTrainingArguments
 from .encoding import truncating_backend
-from .task_files import TaskFiles, read_clean, train_validation_tables
+from .task_files import ReadSettings, TaskFiles, read_table, train_validation_tables
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
 
 
-def task_texts(tasks: Iterable[Task], data_dir: Path, split_ratio: float = 0.1, split_seed: int = 2020,
+def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSettings] = None,
                include_validation: bool = False) -> list[str]:
     """The texts of the tasks' train splits and test files (labels unused), cleaned, de-duplicated, in first-seen
     order. OCNLI premises and hypotheses are separate lines. The validation rows are left out (unless asked): the
-    split is train.py's (same ratio and seed), so a model pretrained here has not seen the texts it is scored on."""
+    split is train.py's (same ratio and seed in `reading`), so a model pretrained here has not seen the texts it is
+    scored on (default: train.py's defaults)."""
+    reading = reading or ReadSettings()
     texts: dict[str, None] = {}
-    split = DataTrainingArguments(data_dir=str(data_dir), train_val_split_ratio=split_ratio, split_seed=split_seed)
     for task in tasks:
-        files = TaskFiles.of(task, str(data_dir), None)
-        _, train, validation, _ = train_validation_tables(task, files, split)
+        files = TaskFiles.of(task, data_dir, None)
+        _, train, validation, _ = train_validation_tables(task, files, reading)
         tables = [train, validation] if include_validation else [train]
-        tables += [read_clean(task, path, False) for path in files.tests.values()]
+        tables += [read_table(task, path, False, reading) for path in files.tests.values()]
         for table in tables:
             for column in task.text_columns:
                 texts.update(dict.fromkeys(table.columns[column]))

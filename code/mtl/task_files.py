@@ -9,16 +9,31 @@ from typing import Collection, Optional
 
 import numpy as np
 
-from .args import DataTrainingArguments
 from .cleaning import clean_texts
 from .errors import UsageError
 from .labels import stratified_split
-from .paths import resolve
 from .readers import read_task_file
 from .table import DataFormatError, Table
 from .tasks import FileFormat, Task
 
 logger = logging.getLogger(__name__)
+
+DEBUG_ROWS = 1000  # --debug reads only the first rows of every file, as the 2020 scripts did
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """How a task's files become tables: bad rows dropped or fatal, a debug run's row limit, the train/validation
+    split (train.py builds it from --skip_bad_rows, --debug, --train_val_split_ratio and --split_seed)."""
+
+    split_ratio: float = 0.1
+    split_seed: int = 2020
+    skip_bad_rows: bool = False
+    debug: bool = False  # only the first DEBUG_ROWS rows of every file
+
+    @property
+    def max_rows(self) -> Optional[int]:
+        return DEBUG_ROWS if self.debug else None
 
 
 @dataclass
@@ -31,15 +46,16 @@ class TaskFiles:
     pseudo: Optional[Path] = None
 
     @classmethod
-    def of(cls, task: Task, data_dir: str, use_pseudo: Optional[str]) -> "TaskFiles":
-        """The task's files; a missing one stops here, named, with where the spec says it should be."""
+    def of(cls, task: Task, data_dir: Path, use_pseudo: Optional[Path]) -> "TaskFiles":
+        """The task's files; a missing one stops here, named, with where the spec says it should be. `use_pseudo`:
+        a directory of pseudo-label files (--use_pseudo)."""
         files = cls(task.train_path(data_dir), task.path(task.validation, data_dir) if task.validation else None,
                     {name: task.path(p, data_dir) for name, p in task.tests})
         for path in (files.train, files.validation, *files.tests.values()):
             if path is not None and not path.is_file():
                 raise UsageError(f"{path}: no such file; {where_files_come_from(task, data_dir)}")
         if use_pseudo:
-            files.pseudo = resolve(use_pseudo) / pseudo_file_name(task)
+            files.pseudo = Path(use_pseudo) / pseudo_file_name(task)
             if not files.pseudo.is_file():
                 raise UsageError(f"{files.pseudo}: no such file; --use_pseudo must name the pseudo/ directory "
                                  f"of a --do_predict run, which holds {pseudo_file_name(task)}")
@@ -52,7 +68,7 @@ class TaskFiles:
         return {name: path for name, path in out.items() if path is not None}
 
 
-def where_files_come_from(task: Task, data_dir: str) -> str:
+def where_files_come_from(task: Task, data_dir: Path) -> str:
     paths = [task.train, *(p for _, p in task.tests)]
     if all(p.startswith("{data_dir}/") for p in paths):
         layout = ", ".join(p.removeprefix("{data_dir}/") for p in paths)
@@ -90,10 +106,10 @@ def read_clean(task: Task, path: Path, with_label: bool, skip_bad_rows: bool = F
     return table
 
 
-def read_with_args(task: Task, path: Path, with_label: bool, args: DataTrainingArguments,
-                   labels: Optional[Collection[str]] = None) -> Table:
-    """`read_clean` as DataTrainingArguments ask (--skip_bad_rows; --debug: the first 1000 rows)."""
-    return read_clean(task, path, with_label, args.skip_bad_rows, 1000 if args.debug else None, labels)
+def read_table(task: Task, path: Path, with_label: bool, reading: ReadSettings,
+               labels: Optional[Collection[str]] = None) -> Table:
+    """`read_clean` as `reading` asks (bad rows dropped or fatal; a debug run's first rows only)."""
+    return read_clean(task, path, with_label, reading.skip_bad_rows, reading.max_rows, labels)
 
 
 def task_labels(task: Task, train: Table) -> tuple[str, ...]:
@@ -101,18 +117,18 @@ def task_labels(task: Task, train: Table) -> tuple[str, ...]:
     return task.labels if task.labels is not None else tuple(sorted(set(train.columns["label"])))
 
 
-def train_validation_tables(task: Task, files: TaskFiles, args: DataTrainingArguments
+def train_validation_tables(task: Task, files: TaskFiles, reading: ReadSettings
                             ) -> tuple[Table, Table, Table, tuple[str, ...]]:
     """The train file's rows, the rows to train on and to validate on, and the label set: validation is the spec's
     validation file, else a seeded stratified split of train (--train_val_split_ratio, --split_seed)."""
-    train = read_with_args(task, files.train, True, args)
+    train = read_table(task, files.train, True, reading)
     labels = task_labels(task, train)
     if len(labels) < 2:
         raise DataFormatError(f"{files.train}: every row has the label {labels[0]!r}; a classification task needs "
                               "two or more")
     if files.validation is not None:
-        return train, train, read_with_args(task, files.validation, True, args, labels), labels
-    train_idx, val_idx = stratified_split(train.columns["label"], args.train_val_split_ratio, args.split_seed)
+        return train, train, read_table(task, files.validation, True, reading, labels), labels
+    train_idx, val_idx = stratified_split(train.columns["label"], reading.split_ratio, reading.split_seed)
     return train, train.select(train_idx), train.select(val_idx), labels
 
 

@@ -24,7 +24,6 @@ import yaml
 from .cleaning import CLEANERS
 from .errors import UsageError
 from .heads import TaskHead
-from .paths import resolve
 
 SPEC_DIR = Path(__file__).resolve().parents[1] / "assets" / "tasks"
 ROUND1_DIR, ROUND2_DIR = "nlp_round1_data", "nlp_round2_data"  # the competition's folders, as its specs name them
@@ -102,9 +101,9 @@ class Task:
         return ("id", *self.text_columns) + (("label",) if with_label else ())
 
     def path(self, spec_path: str, data_dir: str | Path) -> Path:
-        """A file path of the spec made absolute: `{data_dir}/x` under data_dir, a relative one under spec_dir."""
+        """A file path of the spec located: `{data_dir}/x` under data_dir, a relative one under spec_dir."""
         if spec_path.startswith("{data_dir}/"):
-            return resolve(str(data_dir)) / spec_path.removeprefix("{data_dir}/")
+            return Path(data_dir) / spec_path.removeprefix("{data_dir}/")
         path = Path(spec_path).expanduser()
         return path if path.is_absolute() else self.spec_dir / path
 
@@ -243,7 +242,7 @@ TASKS: dict[str, Task] = {name: REGISTRY[name] for name in DEFAULT_TASKS}  # the
 
 def get_tasks(names: Optional[Iterable[str] | str] = None) -> list[Task]:
     """Tasks from registry names, spec file paths and folders of specs (comma-separated string or list), in the
-    order given; the competition's three when None."""
+    order given; the competition's three when None. A path is taken as given (the CLIs resolve it first)."""
     if names is None:
         return list(TASKS.values())
     if isinstance(names, str):
@@ -255,7 +254,7 @@ def get_tasks(names: Optional[Iterable[str] | str] = None) -> list[Task]:
         if item.lower() in REGISTRY:
             tasks.append(REGISTRY[item.lower()])
             continue
-        path = resolve(item)
+        path = Path(item)
         if path.is_dir():
             specs = _specs_in(path)
             if not specs:

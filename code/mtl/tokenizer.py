@@ -7,10 +7,8 @@ from typing import Optional
 
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
 
-from .paths import model_path, resolve
 
-
-def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """The fast tokenizer of a directory holding vocab.txt (+ tokenizer_config.json) or tokenizer.json.
 
     Not `BertTokenizerFast(vocab_file=...)`: on transformers 5.x it silently encodes every character as [UNK].
@@ -18,16 +16,16 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     config to pick the tokenizer class, and a saved multi-task model's custom model_type sets off the
     trust_remote_code question, which waits for an answer on a terminal.
     """
-    return AutoTokenizer.from_pretrained(str(resolve(path)), config=BertConfig())
+    return AutoTokenizer.from_pretrained(str(path), config=BertConfig())
 
 
-def tokenizer_source(model_name_or_path: Optional[str], fallback: str) -> str:
-    """The model's own tokenizer when it ships one (a hub id is assumed to), else `fallback`."""
-    if model_name_or_path:
-        path = model_path(model_name_or_path)
-        local = Path(path)
+def tokenizer_source(model: Optional[str], fallback: str) -> str:
+    """The model's own tokenizer when it ships one (a hub id is assumed to), else `fallback`. `model`: a local
+    directory or a hub id, as mtl.paths.model_path gives it."""
+    if model:
+        local = Path(model)
         if not local.exists() or any((local / f).exists() for f in ("tokenizer.json", "vocab.txt")):
-            return path
+            return model
     return fallback
 
 
