@@ -96,9 +96,9 @@ def main() -> None:
 
     out = str(work_dir("bench_profile"))
     trainer = Profiled(model=model, args=training_args(out, steps, args.batch_size, False, False,
-                                                       train_sampling_strategy="group_by_length"),
+                                                       train_sampling_strategy="group_by_length", ema_decay=0.999),
                        train_dataset=dataset, data_collator=MultiTaskCollator(tokenizer.pad_token_id),
-                       callbacks=[Step()], ema_decay=0.999)
+                       callbacks=[Step()])
     start = time.perf_counter()
     with prof:
         trainer.train()

@@ -158,14 +158,14 @@ def run_variant(variant: str, size: str, steps: int, warmup: int, batch_size: in
             counter = TokenCounter(MultiTaskCollator(tokenizer.pad_token_id, 8 if variant == "d" else None))
             timer = step_timer(warmup)
             strategy = "group_by_length" if variant in ("c", "d", "c_lean") else "random"
-            extra = {"max_grad_norm": 0.0} if variant == "c_lean" else {}  # c_lean: no clipping and no EMA, as bare
+            # c_lean: no clipping and no EMA, as bare (the others: the EMA at its default decay, 0.999)
+            extra = {"max_grad_norm": 0.0, "ema_decay": 0.0} if variant == "c_lean" else {}
             if variant == "d":  # the same tokens per step as (c) on average, in fuller batches
                 mean_length = float(torch.cat([d.lengths for d in dataset.datasets.values()]).float().mean())
-                extra = {"max_tokens_per_batch": int(batch_size * mean_length), "pad_to_multiple_of": 8}
+                extra.update(max_tokens_per_batch=int(batch_size * mean_length), pad_to_multiple_of=8)
             trainer = MultiTaskTrainer(model=model, args=training_args(out, steps, batch_size, bf16, compile_,
                                                                        train_sampling_strategy=strategy, **extra),
-                                       train_dataset=dataset, data_collator=counter, callbacks=[timer],
-                                       ema_decay=0.0 if variant == "c_lean" else 0.999)
+                                       train_dataset=dataset, data_collator=counter, callbacks=[timer])
             trainer.train()
             elapsed, timed_steps = timer.end - timer.start, timer.steps - warmup
             counters.append(counter.batches[warmup:timer.steps])

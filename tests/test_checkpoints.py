@@ -120,10 +120,10 @@ def test_a_kill_inside_a_save_then_the_same_command_gives_the_uninterrupted_mode
     """training_weights: the Trainer's files of checkpoint-4 written, ours not (the rerun must not take checkpoint-4,
     whose model is the EMA); marker: every file written, the marker not (both: checkpoint-2 must survive); final_model: checkpoint-4 complete, the
     final model not written (the rerun starts at max_steps and must not train a step more)."""
-    import mtl.trainer
+    import mtl.ema
 
     if moment == "training_weights":
-        kill_at(monkeypatch, mtl.trainer, "save_file", lambda state, path: "checkpoint-4" in str(path))
+        kill_at(monkeypatch, mtl.ema, "save_file", lambda state, path: "checkpoint-4" in str(path))
     elif moment == "marker":
         kill_at(monkeypatch, checkpoints, "mark_complete", lambda folder: str(folder).endswith("checkpoint-4"))
     else:
@@ -155,11 +155,11 @@ def torch_disk_full(*args, **kwargs):
 
 @pytest.mark.parametrize("where", ["training_weights", "optimizer", "final_model"])
 def test_a_full_disk_is_one_line_naming_the_folder_and_the_space_needed(where, tmp_path, small_data_dir, monkeypatch):
-    import mtl.trainer
+    import mtl.ema
 
     if where == "training_weights":
-        original = mtl.trainer.save_file
-        monkeypatch.setattr(mtl.trainer, "save_file", lambda state, path: enospc() if "checkpoint-4" in str(path)
+        original = mtl.ema.save_file
+        monkeypatch.setattr(mtl.ema, "save_file", lambda state, path: enospc() if "checkpoint-4" in str(path)
                             else original(state, path))
         folder = "checkpoint-4"
     elif where == "optimizer":

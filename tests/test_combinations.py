@@ -78,7 +78,7 @@ def test_fp16_pcgrad_scales_its_losses_as_any_fp16_backward(tmp_path):
     model, trainer, batches = pcgrad_setup(tmp_path)
     shared, expected, heads = expected_pcgrad(model, batches, trainer.args.seed)
     trainer.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-    trainer._pcgrad_step(model, {"task_batches": batches})
+    trainer.training_step(model, {"task_batches": batches})
     torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared]), 1024.0 * expected, rtol=1e-4, atol=1e-4)
     for name, grads in heads.items():
         for p, g in zip(model.heads[name].parameters(), grads):
@@ -90,7 +90,7 @@ def test_pcgrad_on_a_compiled_model_keeps_heads_out_of_the_surgery(tmp_path):
     shared parameter (its gradient added twice and projected with the other tasks')."""
     model, trainer, batches = pcgrad_setup(tmp_path)
     shared, expected, heads = expected_pcgrad(model, batches, trainer.args.seed)
-    trainer._pcgrad_step(torch.compile(model, backend="eager"), {"task_batches": batches})
+    trainer.training_step(torch.compile(model, backend="eager"), {"task_batches": batches})
     torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared]), expected, rtol=1e-5, atol=1e-6)
     for name, grads in heads.items():
         for p, g in zip(model.heads[name].parameters(), grads):
@@ -103,7 +103,7 @@ def test_pcgrad_under_ddp_leaves_heads_of_tasks_not_trained_without_gradient(tmp
     model, trainer, batches = pcgrad_setup(tmp_path, extra_task=True)
     monkeypatch.setattr(MultiTaskTrainingArguments, "world_size", property(lambda self: 2))
     monkeypatch.setattr(trainer.accelerator, "reduce", lambda tensor, reduction: tensor)
-    trainer._pcgrad_step(model, {"task_batches": batches})
+    trainer.training_step(model, {"task_batches": batches})
     assert all(p.grad is None for p in model.heads["kept"].parameters())
     assert all(p.grad is not None for name in TASKS for p in model.heads[name].parameters())
 

@@ -190,9 +190,8 @@ def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_bac
     val = MultiTaskDataset({t: SingleTaskDataset(load_or_build_task(TASKS[t], tokenizer, data_settings(
         tmp_path, small_data_dir, max_seq_length=32))["val"], i) for i, t in enumerate(names)})
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", eval_strategy="no",
-                                      load_best_model_at_end=False)
-    trainer = MultiTaskTrainer(model=model, args=args, eval_dataset=val, data_collator=MultiTaskCollator(),
-                               ema_decay=0.5)
+                                      load_best_model_at_end=False, ema_decay=0.5)
+    trainer = MultiTaskTrainer(model=model, args=args, eval_dataset=val, data_collator=MultiTaskCollator())
     with torch.no_grad():  # training moves the raw weights away from the EMA
         for p in model.parameters():
             p.mul_(1.0 / 3.0).add_(0.01)

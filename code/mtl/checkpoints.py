@@ -17,16 +17,24 @@ import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .errors import UsageError
 
+if TYPE_CHECKING:
+    from transformers import Trainer
+
 logger = logging.getLogger(__name__)
 
 MARKER_NAME = "checkpoint_complete.json"
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+
+
+def checkpoint_folder(trainer: Trainer, trial: Any) -> str:
+    """The `checkpoint-N` folder the Trainer's _save_checkpoint writes at the current step."""
+    return os.path.join(trainer._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}")
 
 
 def checkpoint_step(path: str | Path) -> Optional[int]:

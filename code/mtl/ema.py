@@ -1,13 +1,26 @@
-"""Exponential moving average of the trainable weights, with fused foreach ops, and its Trainer callback."""
+"""Exponential moving average of the trainable weights, with fused foreach ops; its Trainer callback (the update)
+and Trainer mixin (evaluation, checkpoints and the final model on the EMA weights)."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import logging
+import os
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import TrainerCallback
+
+from .checkpoints import checkpoint_folder
+from .errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+# Checkpoints hold the EMA weights as their model (what evaluation and inference use); the raw training
+# weights travel beside them so resume_from_checkpoint continues both exactly.
+TRAINING_WEIGHTS_NAME = "training_weights.safetensors"
 
 
 class WeightEMA:
@@ -64,7 +77,6 @@ class WeightEMA:
             raise KeyError(f"training weights missing for {missing[:3]}{'...' if len(missing) > 3 else ''}")
         torch._foreach_copy_(self.params, [state[n].to(p.device, p.dtype) for n, p in zip(self.names, self.params)])
 
-
     @torch.no_grad()
     def broadcast_from_main(self) -> None:
         """Every process takes rank 0's EMA. DDP broadcasts the weights when it wraps the model; the EMA is ours to
@@ -103,3 +115,69 @@ class EMACallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.ema.update(state.global_step)
+
+
+class EMATrainerMixin:
+    """A transformers.Trainer mixin (listed before Trainer) keeping an EMA of the weights when `args.ema_decay` > 0:
+    evaluation and prediction during training see the EMA weights, a checkpoint holds them as its model and the raw
+    training weights beside (resume continues both exactly), and training ends with the EMA weights in the model
+    (or the best checkpoint's, which are EMA weights too). `_save_checkpoint`, `_load_from_checkpoint` and
+    `_load_best_model` are private Trainer methods: there is no public hook for keeping the two sets together."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.ema: Optional[WeightEMA] = None
+        if self.args.ema_decay > 0:
+            self.ema = WeightEMA(self.model, self.args.ema_decay, self.args.ema_start_step)
+            self.add_callback(EMACallback(self.ema))
+
+    @contextlib.contextmanager
+    def ema_weights(self) -> Iterator[None]:
+        """The EMA weights in the model, during training. Outside training the model holds them already: train()
+        ends by copying them in, and a loaded checkpoint's weights are its EMA. (Swapping outside training would
+        also meet a model that evaluation-only set-up has moved or cast, e.g. by --bf16_full_eval.)"""
+        with self.ema.applied() if self.ema is not None and self.is_in_train else contextlib.nullcontext():
+            yield
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        with self.ema_weights():
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        with self.ema_weights():
+            return super().predict(*args, **kwargs)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        with self.ema_weights():
+            super()._save_checkpoint(model, trial)
+        if self.ema is not None and self.args.should_save:
+            save_file(self.ema.training_state(), os.path.join(checkpoint_folder(self, trial), TRAINING_WEIGHTS_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.ema is None:
+            return
+        self.ema.reset_from_model()  # the checkpoint's model weights are the EMA
+        path = os.path.join(resume_from_checkpoint, TRAINING_WEIGHTS_NAME)
+        if not os.path.exists(path):
+            logger.warning("%s has no %s: training resumes from the EMA weights", resume_from_checkpoint,
+                           TRAINING_WEIGHTS_NAME)
+            return
+        state = load_file(path)
+        if set(state) != set(self.ema.names):
+            raise UsageError(f"{resume_from_checkpoint} holds the training weights of other parameters than this "
+                             "run trains (another --freeze setting?): resume with the settings it was written "
+                             "with, or start over with --overwrite_output_dir")
+        self.ema.load_training_state(state)
+
+    def _load_best_model(self) -> None:
+        super()._load_best_model()
+        if self.ema is not None:
+            self.ema.reset_from_model()  # the best checkpoint holds EMA weights; keep them as the final model
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().train(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.check_same_on_all_ranks()
+            self.ema.copy_to_model()
+        return output

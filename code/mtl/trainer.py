@@ -1,46 +1,43 @@
-"""MultiTaskTrainer: transformers.Trainer with task-homogeneous batches, per-task macro-F1 and an EMA of the weights.
+"""MultiTaskTrainer: transformers.Trainer with task-homogeneous batches and per-task scores.
 
 The training loop is transformers' own, so its flags (bf16, gradient accumulation and checkpointing, report_to,
-resume, DDP under torchrun or accelerate launch) all apply. Overridden: the dataloaders (our sampler shards task
-batches across processes), `evaluation_loop` (exact row accounting and the Trainer's evaluation-only set-up, see
-there), `evaluate` / `predict_tasks` (EMA weights), three private checkpoint methods (`_save_checkpoint`,
-`_load_from_checkpoint`, `_load_best_model`) that have no public hook for keeping the EMA and the raw training
-weights together (saves are crash-safe: mtl/checkpoints.py), and `_run_epoch` (a resumed, finished run takes no
-extra step). Unsupported option combinations are refused by mtl/support.py.
+resume, DDP under torchrun or accelerate launch) all apply. The trainer keeps the dataloaders (our sampler shards
+task batches across processes), the loss with its task weights and per-task logging, and `evaluation_loop` (exact
+row accounting, each task scored from the dataset evaluated, the Trainer's evaluation-only set-up). Beside it: the
+EMA's evaluation and checkpoint handling (mtl/ema.py's mixin), PCGrad's step (mtl/pcgrad.py), crash-safe saves
+(mtl/checkpoints.py, around the private `_save_checkpoint`), and the refusals of unsupported option combinations
+(mtl/support.py). `_load_from_checkpoint` refuses another run's checkpoint; `_run_epoch` takes no extra step in a
+resumed, finished run.
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from accelerate.utils import gather_object
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
-from transformers import EvalPrediction, Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, denumpify_detensorize
+from transformers import Trainer
+from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 
 from . import checkpoints
+from .args import MultiTaskTrainingArguments
 from .data import MultiTaskBatchSampler, MultiTaskDataset
-from .ema import EMACallback, WeightEMA
+from .ema import EMATrainerMixin
 from .errors import UsageError
 from .labels import IGNORE_LABEL
 from .metrics import format_scores, split_by_task, task_scores
 from .model import head_names
-from .pcgrad import TaskGroupBatchSampler, TaskGroupCollator, project_conflicting
+from .pcgrad import TaskGroupBatchSampler, TaskGroupCollator, pcgrad_backward
 from .support import refuse_unsupported
 from .task_mixing import mixing_for, proportional_mixing
 
 logger = logging.getLogger(__name__)
-
-# Checkpoints hold the EMA weights as their model (what evaluation and inference use); the raw training
-# weights travel beside them so resume_from_checkpoint continues both exactly.
-TRAINING_WEIGHTS_NAME = "training_weights.safetensors"
 
 
 @dataclass
@@ -60,60 +57,50 @@ class EpochDataLoader(DataLoader):
         self.batch_sampler.set_epoch(epoch)
 
 
-class MultiTaskTrainer(Trainer):
-    def __init__(self, *args: Any, ema_decay: Optional[float] = None, ema_start_step: Optional[int] = None,
+class MultiTaskTrainer(EMATrainerMixin, Trainer):
+    args: MultiTaskTrainingArguments
+
+    def __init__(self, model: torch.nn.Module, args: MultiTaskTrainingArguments,
                  task_metrics: Optional[dict[str, tuple[str, Optional[int]]]] = None, **kwargs: Any):
-        """`ema_decay` / `ema_start_step` default to the arguments' own (MultiTaskTrainingArguments), else no EMA.
-        `task_metrics`: task -> (metric name, positive class id) that eval_<task> reports (default macro-F1)."""
-        super().__init__(*args, **kwargs)
+        """`task_metrics`: task -> (metric name, positive class id) that eval_<task> reports (default macro-F1)."""
+        if not isinstance(args, MultiTaskTrainingArguments):
+            raise TypeError(f"MultiTaskTrainer takes mtl.args.MultiTaskTrainingArguments, not {type(args).__name__}")
+        if kwargs.get("compute_metrics") is not None:
+            raise ValueError("MultiTaskTrainer scores each task itself (task_metrics); compute_metrics is not used")
+        super().__init__(model=model, args=args, **kwargs)
         self.task_metrics = dict(task_metrics or {})
-        self.ema: Optional[WeightEMA] = None
-        ema_decay = getattr(self.args, "ema_decay", 0.0) if ema_decay is None else ema_decay
-        ema_start_step = getattr(self.args, "ema_start_step", 0) if ema_start_step is None else ema_start_step
-        if ema_decay > 0:
-            self.ema = WeightEMA(self.model, ema_decay, ema_start_step)
-            self.add_callback(EMACallback(self.ema))
-        if self.compute_metrics is None:
-            self.compute_metrics = self._task_metrics
-        self._metric_tasks: list[tuple[str, int, int]] = []
-        task_names = list(getattr(self.accelerator.unwrap_model(self.model).config, "task_names", []))
-        self.task_names = task_names
-        self.task_loss_weights = parse_task_loss_weights(getattr(self.args, "task_loss_weights", None), task_names)
+        module = self.accelerator.unwrap_model(self.model)
+        self.task_names: list[str] = list(module.config.task_names)
+        self.task_loss_weights = parse_task_loss_weights(self.args.task_loss_weights, self.task_names)
         # per-task training loss (unweighted cross-entropy) since the last log: sums and batch counts, on the device
         self._task_loss_stats: Optional[torch.Tensor] = None
-        self.pcgrad = bool(getattr(self.args, "pcgrad", False))
-        module = self.accelerator.unwrap_model(self.model)
         refuse_unsupported(self.args, freeze=not any(p.requires_grad for p in module.bert.parameters()))
         self._eval_model: Optional[torch.nn.Module] = None  # the model evaluation-only runs prepare (see there)
 
     # ---- data -------------------------------------------------------------------------------------------
     def _dataloader(self, dataset: MultiTaskDataset, batch_size: int, training: bool) -> DataLoader:
-        lengths = None
-        max_tokens = getattr(self.args, "max_tokens_per_batch", None) if training else None
-        if training:
-            strategy = self.args.train_sampling_strategy
-            if strategy == "group_by_length" or max_tokens is not None:  # a token budget implies length grouping
-                lengths = [d.lengths for d in dataset.datasets.values()]
-            elif strategy != "random":
-                raise UsageError(f"train_sampling_strategy {strategy!r} is not supported; use random or group_by_length")
+        args = self.args
+        max_tokens = args.max_tokens_per_batch if training else None
+        # a token budget implies length grouping (args.py refuses strategies other than random and group_by_length)
+        grouped = training and (args.train_sampling_strategy == "group_by_length" or max_tokens is not None)
         mixing = proportional_mixing
         if training:
-            mixing = mixing_for(getattr(self.args, "task_sampling", "proportional"), dataset.sizes,
-                                getattr(self.args, "task_sampling_temperature", 1.0),
-                                getattr(self.args, "task_sampling_cap", None))
+            mixing = mixing_for(args.task_sampling, dataset.sizes, args.task_sampling_temperature,
+                                args.task_sampling_cap)
         # Every process builds the same sampler and takes its own shard: whole task batches, never passed through
         # accelerator.prepare (its BatchSamplerShard would shard again, and with even_batches repeat batches).
-        pcgrad = training and self.pcgrad
+        pcgrad = training and args.pcgrad
         sampler = (TaskGroupBatchSampler if pcgrad else MultiTaskBatchSampler)(
-            dataset.sizes, batch_size, shuffle=training, seed=self.args.data_seed or self.args.seed,
-            drop_last=training and self.args.dataloader_drop_last, lengths=lengths, mixing=mixing,
-            num_replicas=self.args.world_size, rank=self.args.process_index,
-            max_tokens=max_tokens, pad_multiple=getattr(self.args, "pad_to_multiple_of", None) or 1)
+            dataset.sizes, batch_size, shuffle=training, seed=args.data_seed or args.seed,
+            drop_last=training and args.dataloader_drop_last,
+            lengths=[d.lengths for d in dataset.datasets.values()] if grouped else None, mixing=mixing,
+            num_replicas=args.world_size, rank=args.process_index,
+            max_tokens=max_tokens, pad_multiple=args.pad_to_multiple_of or 1)
         collate = TaskGroupCollator(self.data_collator) if pcgrad else self.data_collator
         # The Trainer moves each batch to the device itself (_prepare_inputs).
         return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                          num_workers=self.args.dataloader_num_workers,
-                          pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
+                               num_workers=args.dataloader_num_workers,
+                               pin_memory=args.dataloader_pin_memory and torch.cuda.is_available())
 
     def get_train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
@@ -151,58 +138,26 @@ class MultiTaskTrainer(Trainer):
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if not self.pcgrad:
+        """The Trainer's step, or with --pcgrad one PCGrad step over the step's task batches (mtl/pcgrad.py)."""
+        if not self.args.pcgrad:
             return super().training_step(model, inputs, num_items_in_batch)
-        return self._pcgrad_step(model, inputs)
-
-    def _pcgrad_step(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        """One PCGrad step: each task's loss (weighted as always) and its gradients, taken on the unwrapped module
-        (DDP's reducer would sum the tasks before the surgery); under DDP each task's encoder gradient and its
-        head's are averaged over processes first, so every process projects the same vectors; the surgery; the
-        sum written into `.grad` for the Trainer's clipping and optimizer step. Returns the mean task loss.
-
-        Under fp16 the losses are scaled by the loss scaler before differentiation, as accelerator.backward does:
-        the Trainer's clipping and the optimizer step unscale every gradient, and the scaler's overflow check
-        (inf/nan in any gradient skips the step) then works as in any fp16 step. The projection is linear in the
-        gradients' common scale, so scaling first changes nothing else."""
         model.train()
-        # keep_torch_compile=False: under --torch_compile the names would start with `_orig_mod.`
+        # The unwrapped module: DDP's reducer would sum the tasks' gradients before the surgery. Heads are found by
+        # parameter identity, not by name (under --torch_compile names would start with `_orig_mod.`).
         module = self.accelerator.unwrap_model(model, keep_torch_compile=False)
-        inputs = self._prepare_inputs(inputs)
         head_ids = {id(p) for p in module.heads.parameters()}
         shared = [p for p in module.parameters() if p.requires_grad and id(p) not in head_ids]
-        scaler = self.accelerator.scaler
-        task_grads, losses, step_heads = [], [], []
-        for batch in inputs["task_batches"]:
-            head = [p for p in module.heads[self.task_names[batch["task_id"]]].parameters() if p.requires_grad]
-            step_heads += head
+
+        def task_loss(batch: dict[str, Any]) -> torch.Tensor:
             with self.compute_loss_context_manager():
-                loss = self.compute_loss(module, batch)
-            grads = torch.autograd.grad(scaler.scale(loss) if scaler is not None else loss, shared + head,
-                                        allow_unused=True)
-            task_grads.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                                         for g, p in zip(grads[:len(shared)], shared)]))
-            for p, g in zip(head, grads[len(shared):]):
-                if g is not None:
-                    p.grad = g if p.grad is None else p.grad + g
-            losses.append(loss.detach())
-        stacked = torch.stack(task_grads)
-        if self.args.world_size > 1:
-            # One all-reduce for the tasks' encoder gradients and the heads of this step's tasks (every rank has
-            # the same tasks in a step). Heads of other tasks kept in the model get no gradient, as in one process.
-            flat = torch.cat([stacked.reshape(-1)] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                                                       for p in step_heads])
-            flat = self.accelerator.reduce(flat, reduction="mean")
-            pieces = flat.split([stacked.numel()] + [p.numel() for p in step_heads])
-            stacked = pieces[0].view_as(stacked)
-            for p, piece in zip(step_heads, pieces[1:]):
-                p.grad = piece.view_as(p).clone()
-        generator = torch.Generator().manual_seed(self.args.seed + self.state.global_step)
-        combined = torch.stack(project_conflicting(list(stacked), generator)).sum(0)
-        for p, piece in zip(shared, combined.split([p.numel() for p in shared])):
-            piece = piece.view_as(p).to(p.dtype)
-            p.grad = piece if p.grad is None else p.grad + piece
-        return torch.stack(losses).mean()
+                return self.compute_loss(module, batch)
+
+        tasks = [(functools.partial(task_loss, batch),
+                  [p for p in module.heads[self.task_names[batch["task_id"]]].parameters() if p.requires_grad])
+                 for batch in self._prepare_inputs(inputs)["task_batches"]]
+        mean = functools.partial(self.accelerator.reduce, reduction="mean") if self.args.world_size > 1 else None
+        return pcgrad_backward(shared, tasks, torch.Generator().manual_seed(self.args.seed + self.state.global_step),
+                               self.accelerator.scaler, mean)
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         """Training logs also get `loss_{task}`: each task's mean unweighted loss since the last log, over all
@@ -218,22 +173,12 @@ class MultiTaskTrainer(Trainer):
             self._task_loss_stats.zero_()
         super().log(logs, start_time)
 
-    # ---- EMA weights for evaluation, prediction and checkpoints -----------------------------------------
-    @contextlib.contextmanager
-    def ema_weights(self) -> Iterator[None]:
-        """The EMA weights in the model, during training. Outside training the model holds them already: train()
-        ends by copying them in, and a loaded checkpoint's weights are its EMA. (Swapping outside training would
-        also meet a model that evaluation-only set-up has moved or cast, e.g. by --bf16_full_eval.)"""
-        with self.ema.applied() if self.ema is not None and self.is_in_train else contextlib.nullcontext():
-            yield
-
+    # ---- evaluation and prediction -----------------------------------------------------------------------
     def _tasks_of(self, dataset: MultiTaskDataset) -> list[tuple[str, int, int]]:
+        """(name, rows, classes) of each task in `dataset`, in its order: how its evaluation output splits."""
         config = self.accelerator.unwrap_model(self.model).config
         classes = {t.name: t.num_labels for t in config.tasks}
         return [(name, len(ds), classes[name]) for name, ds in dataset.datasets.items()]
-
-    def _task_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        return task_scores(prediction.predictions, prediction.label_ids, self._metric_tasks, self.task_metrics)
 
     def score_title(self) -> str:
         """The header of the scores table: what eval_<task> is."""
@@ -283,8 +228,9 @@ class MultiTaskTrainer(Trainer):
                                f"{int((seen > 1).sum())} more than once; the evaluation sampler lost rows")
 
         metrics = {}
-        if label_ids is not None and self.compute_metrics is not None:
-            metrics = denumpify_detensorize(self.compute_metrics(EvalPrediction(predictions, label_ids)))
+        if label_ids is not None:
+            metrics = denumpify_detensorize(task_scores(predictions, label_ids, self._tasks_of(dataset),
+                                                        self.task_metrics))
         losses = [loss for _, _, _, loss in records if loss is not None]
         if losses:  # the mean over rows, not over batches (a task's last batch is short)
             metrics["loss"] = sum(losses) / sum(len(rows) for rows, _, _, loss in records if loss is not None)
@@ -312,34 +258,27 @@ class MultiTaskTrainer(Trainer):
     def evaluate(self, eval_dataset: Optional[MultiTaskDataset] = None, ignore_keys: Optional[list[str]] = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
         """Each task's metric (`eval_<task>`, with `eval_<task>_accuracy` / `_macro_f1`), their mean (`eval_avg`) and
-        `eval_loss`, on the EMA weights."""
-        self._metric_tasks = self._tasks_of(eval_dataset if eval_dataset is not None else self.eval_dataset)
-        with self.ema_weights():
-            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        `eval_loss`, on the EMA weights (mtl/ema.py); the scores table goes to the log."""
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         logger.info("step %d\n%s", self.state.global_step,
-                    format_scores(metrics, [t[0] for t in self._metric_tasks], metric_key_prefix, self.score_title()))
+                    format_scores(metrics, list(dataset.datasets), metric_key_prefix, self.score_title()))
         return metrics
 
     def predict_tasks(self, dataset: MultiTaskDataset) -> dict[str, TaskPrediction]:
         """Predicted class ids and softmax probabilities per task, in file order, on the EMA weights."""
-        tasks = self._metric_tasks = self._tasks_of(dataset)  # a labelled set is also scored
-        with self.ema_weights():
-            output = self.predict(dataset)
-        logits = split_by_task(output.predictions, tasks)
+        logits = split_by_task(self.predict(dataset).predictions, self._tasks_of(dataset))
         result = {}
         for name, ds in dataset.datasets.items():
             probs = torch.softmax(torch.from_numpy(logits[name]).float(), dim=-1).numpy()
             result[name] = TaskPrediction(list(ds.ids), probs.argmax(-1), probs)
         return result
 
+    # ---- checkpoints: crash-safe saves, another run's checkpoint refused, a finished run not continued ----------
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
-        run_dir = self._get_output_dir(trial)
-        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        with checkpoints.saving_checkpoint(self, run_dir, folder):  # complete only when marked, written last
-            with self.ema_weights():
-                super()._save_checkpoint(model, trial)
-            if self.ema is not None and self.args.should_save:
-                save_file(self.ema.training_state(), os.path.join(folder, TRAINING_WEIGHTS_NAME))
+        folder = checkpoints.checkpoint_folder(self, trial)
+        with checkpoints.saving_checkpoint(self, os.path.dirname(folder), folder):  # complete when marked, last
+            super()._save_checkpoint(model, trial)  # the EMA mixin's: EMA weights and the raw training weights
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[torch.nn.Module] = None) -> None:
         config_path = os.path.join(resume_from_checkpoint, "config.json")
@@ -350,20 +289,6 @@ class MultiTaskTrainer(Trainer):
                              f"has {self.task_names}: resume with that run's --tasks, or start over with "
                              "--overwrite_output_dir (or another --output_dir)")
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        if self.ema is None:
-            return
-        self.ema.reset_from_model()  # the checkpoint's model weights are the EMA
-        path = os.path.join(resume_from_checkpoint, TRAINING_WEIGHTS_NAME)
-        if os.path.exists(path):
-            state = load_file(path)
-            if set(state) != set(self.ema.names):
-                raise UsageError(f"{resume_from_checkpoint} holds the training weights of other parameters than this "
-                                 "run trains (another --freeze setting?): resume with the settings it was written "
-                                 "with, or start over with --overwrite_output_dir")
-            self.ema.load_training_state(state)
-        else:
-            logger.warning("%s has no %s: training resumes from the EMA weights", resume_from_checkpoint,
-                           TRAINING_WEIGHTS_NAME)
 
     def _load_optimizer_and_scheduler(self, checkpoint: Optional[str]) -> None:
         try:
@@ -372,11 +297,6 @@ class MultiTaskTrainer(Trainer):
             raise UsageError(f"{checkpoint}: its optimizer state does not fit this run's trainable parameters "
                              "(another --tasks or --freeze setting?): resume with the settings it was written with, "
                              "or start over with --overwrite_output_dir") from None
-
-    def _load_best_model(self) -> None:
-        super()._load_best_model()
-        if self.ema is not None:
-            self.ema.reset_from_model()  # the best checkpoint holds EMA weights; keep them as the final model
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
         if self.state.global_step >= self.state.max_steps:  # resumed from the last checkpoint: not one step more
@@ -388,11 +308,7 @@ class MultiTaskTrainer(Trainer):
         """Train; afterwards the model holds the EMA weights (or the best checkpoint's), ready to save.
         `resume_from_checkpoint`: true takes the newest complete checkpoint, a path must be a complete one."""
         resume_from_checkpoint = checkpoints.resolve_resume(resume_from_checkpoint, self.args.output_dir)
-        output = super().train(resume_from_checkpoint, *args, **kwargs)
-        if self.ema is not None:
-            self.ema.check_same_on_all_ranks()
-            self.ema.copy_to_model()
-        return output
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
 
 def parse_task_loss_weights(spec: Optional[str], task_names: list[str]) -> list[float]:

@@ -1,0 +1,56 @@
+"""MultiTaskTrainer on its own: it takes MultiTaskTrainingArguments only, and scores the dataset it evaluates."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, TrainingArguments
+
+from helpers import TINY_CONFIG
+from mtl.args import MultiTaskTrainingArguments
+from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
+from mtl.metrics import task_scores
+from mtl.model import BertMultiTaskModel, add_tasks_to_config
+from mtl.trainer import MultiTaskTrainer
+
+CLASSES = {"ocnli": 3, "ocemotion": 7, "tnews": 15}
+
+
+def random_task(task_id: int, rows: int, classes: int) -> SingleTaskDataset:
+    """`rows` random token rows of 3 to 7 tokens with random labels."""
+    generator = torch.Generator().manual_seed(task_id)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.randint(3, 8, (rows,), generator=generator).cumsum(0)])
+    tokens = torch.randint(100, 200, (int(offsets[-1]),), generator=generator)
+    return SingleTaskDataset({"input_ids": tokens, "token_type_ids": torch.zeros_like(tokens), "offsets": offsets,
+                              "labels": torch.randint(0, classes, (rows,), generator=generator),
+                              "ids": [str(i) for i in range(rows)]}, task_id)
+
+
+def tiny_model() -> BertMultiTaskModel:
+    torch.manual_seed(0)
+    return BertMultiTaskModel(add_tasks_to_config(BertConfig.from_pretrained(str(TINY_CONFIG)), list(CLASSES),
+                                                  list(CLASSES.values())))
+
+
+def test_plain_training_arguments_are_refused_by_name(tmp_path):
+    """The trainer reads MultiTaskTrainingArguments' fields; it used to read them with getattr defaults that
+    disagreed with args.py's (task-sampling temperature 1.0 vs 2.0, EMA decay 0 vs 0.999)."""
+    with pytest.raises(TypeError, match="MultiTaskTrainingArguments, not TrainingArguments"):
+        MultiTaskTrainer(model=tiny_model(), args=TrainingArguments(output_dir=str(tmp_path), report_to="none"),
+                         data_collator=MultiTaskCollator())
+
+
+def test_each_evaluation_scores_the_tasks_of_its_own_dataset(tmp_path):
+    """The scores followed the task list of whichever of evaluate / predict_tasks ran last: a prediction on one task
+    after an evaluation of three was split as three tasks."""
+    every = MultiTaskDataset({name: random_task(i, 20 + 5 * i, n) for i, (name, n) in enumerate(CLASSES.items())})
+    args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
+                                      load_best_model_at_end=False, per_device_eval_batch_size=8)
+    trainer = MultiTaskTrainer(model=tiny_model(), args=args, eval_dataset=every, data_collator=MultiTaskCollator())
+    assert {"eval_ocnli", "eval_ocemotion", "eval_tnews", "eval_avg"} <= set(trainer.evaluate())
+    tnews = MultiTaskDataset({"tnews": every.datasets["tnews"]})
+    output = trainer.predict(tnews)
+    expected = task_scores(output.predictions, output.label_ids, [("tnews", len(tnews), CLASSES["tnews"])])
+    assert {k: output.metrics[f"test_{k}"] for k in expected} == expected
+    assert not any(k.startswith(("test_ocnli", "test_ocemotion")) for k in output.metrics)
+    assert set(trainer.predict_tasks(tnews)) == {"tnews"}
+    assert {"eval_ocnli", "eval_ocemotion", "eval_tnews"} <= set(trainer.evaluate())
