@@ -33,7 +33,7 @@ from .tasks import DEFAULT_TASKS, REGISTRY, Task, get_tasks
 class DataTrainingArguments:
     """Where the data is, how it is cleaned, tokenized, split and cached."""
 
-    tasks: str = field(default=",".join(DEFAULT_TASKS), metadata={"help": "Comma-separated tasks: names of bundled specs (code/assets/tasks/), task spec files (.json) and folders of them, mixed (README: 'Your own tasks')."})
+    tasks: str = field(default=",".join(DEFAULT_TASKS), metadata={"help": "Comma-separated tasks: names of bundled specs (code/assets/tasks/), task spec files (.json) and folders of them, mixed (docs/tasks.md)."})
     data_dir: str = field(default="tcdata", metadata={"help": "Competition data root holding nlp_round1_data/ and nlp_round2_data/ (where spec paths starting with {data_dir}/ are read)."})
     cleaned_dir: str = field(default="user_data", metadata={"help": "Where cleaned_nlp_round{1,2}_data/ are written."})
     data_save_dir: str = field(default="user_data", metadata={"help": "Where the per-task caches {task}_processed/ are written."})
@@ -143,7 +143,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
     task_sampling: str = field(default="proportional", metadata={"help": "How an epoch mixes the tasks: proportional (every batch once, 2020), temperature (a task's share of the batches ∝ rows^(1/T)) or uniform; an epoch keeps its number of batches."})
     task_sampling_temperature: float = field(default=2.0, metadata={"help": "T of --task_sampling temperature: 1 is proportional, larger moves toward uniform."})
     task_sampling_cap: Optional[int] = field(default=None, metadata={"help": "With --task_sampling temperature: count at most this many rows of a task in its share."})
-    max_tokens_per_batch: Optional[int] = field(default=None, metadata={"help": "Throughput mode: a training batch holds as many rows of one task as fit this many padded tokens per process (length-grouped), instead of --per_device_train_batch_size rows. The learning rate is not rescaled (README: 'Throughput mode')."})
+    max_tokens_per_batch: Optional[int] = field(default=None, metadata={"help": "Throughput mode: a training batch holds as many rows of one task as fit this many padded tokens per process (length-grouped), instead of --per_device_train_batch_size rows. The learning rate is not rescaled (docs/training.md: 'Throughput mode')."})
     pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad every batch's width up to a multiple of this (e.g. 8 or 64): fewer shapes for --torch_compile, tensor-core friendly widths."})
     pcgrad: bool = field(default=False, metadata={"help": "PCGrad (Yu et al., 2020): each optimizer step takes one batch of every task and removes the conflicting components of the tasks' encoder gradients before summing them."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train from scratch even when output_dir holds checkpoints (by default training resumes from the last one, as run_glue.py)."})

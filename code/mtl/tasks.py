@@ -1,7 +1,7 @@
 """Tasks as data: a task is a JSON (or YAML) spec file (files, format, columns, labels, cleaner, metric); this module reads
 and checks specs, and keeps the registry of the bundled ones (code/assets/tasks/).
 
-A spec (README "Your own tasks" has a complete example):
+A spec (docs/tasks.md has a complete example):
 
     {"name": "waimai", "format": {"type": "csv", "header": true},
      "files": {"train": "waimai_10k.csv", "validation": null, "test": {"new": "new_reviews.csv"}},
@@ -122,7 +122,7 @@ class Task:
 
 
 def _fail(where: str, message: str) -> UsageError:
-    return UsageError(f"{where}: {message}; see README 'Your own tasks' for the spec format")
+    return UsageError(f"{where}: {message}; see docs/tasks.md for the spec format")
 
 
 def task_from_spec(spec: dict, where: str, spec_dir: Path) -> Task:
