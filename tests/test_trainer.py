@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import BertConfig, TrainingArguments
 
-from helpers import TINY_CONFIG
+from helpers import TINY_CONFIG, numbered_heads
 from mtl.args import MultiTaskTrainingArguments
 from mtl.data import MultiTaskCollator, MultiTaskDataset, SingleTaskDataset
 from mtl.metrics import task_scores
-from mtl.model import BertMultiTaskModel, add_tasks_to_config
+from mtl.model import BertMultiTaskModel, multitask_config
 from mtl.trainer import MultiTaskTrainer
 
 CLASSES = {"ocnli": 3, "ocemotion": 7, "tnews": 15}
@@ -27,8 +27,7 @@ def random_task(task_id: int, rows: int, classes: int) -> SingleTaskDataset:
 
 def tiny_model() -> BertMultiTaskModel:
     torch.manual_seed(0)
-    return BertMultiTaskModel(add_tasks_to_config(BertConfig.from_pretrained(str(TINY_CONFIG)), list(CLASSES),
-                                                  list(CLASSES.values())))
+    return BertMultiTaskModel(multitask_config(BertConfig.from_pretrained(str(TINY_CONFIG)), numbered_heads(**CLASSES)))
 
 
 def test_plain_training_arguments_are_refused_by_name(tmp_path):
