@@ -215,6 +215,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gets_one_line_error_and_nothing_written(case: Case, small_data_dir, tmp_path):
     data = tmp_path / "data"
@@ -258,6 +259,7 @@ def test_writable_directory_probe_leaves_nothing_behind(tmp_path):
     assert writable_dir_problem(tmp_path / "f") == f"{tmp_path / 'f'} is a file, not a directory"
 
 
+@pytest.mark.slow
 def test_damaged_cache_is_detected_and_rebuilt(small_data_dir, tmp_path):
     """A cache file truncated after it was built (full disk, a copy cut short) while fingerprint.json is intact:
     the next run says so and rebuilds, instead of torch's 'PytorchStreamReader failed reading zip archive'."""
@@ -274,6 +276,7 @@ def test_damaged_cache_is_detected_and_rebuilt(small_data_dir, tmp_path):
     assert "reusing cache" in proc.stderr and "damaged or missing" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_skip_bad_rows_drops_a_repeated_test_id_and_reports_it(small_data_dir, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_data_dir, data)
@@ -287,6 +290,7 @@ def test_skip_bad_rows_drops_a_repeated_test_id_and_reports_it(small_data_dir, t
     assert len(predict["ids"]) == 1499 and len(set(predict["ids"])) == 1499
 
 
+@pytest.mark.slow
 def test_debug_predictions_are_never_named_a_submission(tmp_path):
     """--debug reads the first 1000 rows of each file: its predictions go into a zip named as partial, loudly; and a
     full run's submit.zip already in --prediction_dir goes (it would disagree with the 1000-row files beside it)."""
@@ -329,6 +333,7 @@ CACHE_DAMAGE = {  # what is done to the cache -> the warning the next run logs b
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", CACHE_DAMAGE)
 def test_every_file_of_a_cache_is_checked_and_a_damaged_one_rebuilt(damage, tnews_cache, small_data_dir, tmp_path):
     """Every file of a cache, fingerprint.json and label2id.json included: damaged or missing -> one warning and a
@@ -345,6 +350,7 @@ def test_every_file_of_a_cache_is_checked_and_a_damaged_one_rebuilt(damage, tnew
         assert (cache / f).read_bytes() == (tnews_cache / f).read_bytes(), f
 
 
+@pytest.mark.slow
 def test_jsonl_numbers_1_and_1_0_are_one_class(small_data_dir, tmp_path):
     """JSON has one number 1, whether written 1 or 1.0 (pandas writes an int column with a gap as floats): one class
     '1', the label a CSV file of the same data gives."""
@@ -355,6 +361,7 @@ def test_jsonl_numbers_1_and_1_0_are_one_class(small_data_dir, tmp_path):
     assert json.loads((tmp_path / "out" / "reviews_processed" / "label2id.json").read_text()) == {"1": 0, "2": 1}
 
 
+@pytest.mark.slow
 def test_a_killed_writes_leftover_tmp_files_are_removed_by_the_next_write(tmp_path):
     """A SIGKILLed predict.py leaves `.out.jsonl.XXXXXXXX.tmp` (0 bytes) beside its --output_file. The next write of
     that file removes the ones untouched for a minute; a younger one (a writer still at work) and another target's

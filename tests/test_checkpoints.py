@@ -114,6 +114,7 @@ def kill_at(monkeypatch, target, name: str, when) -> None:
     monkeypatch.setattr(target, name, killing)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["training_weights", "marker", "final_model"])
 def test_a_kill_inside_a_save_then_the_same_command_gives_the_uninterrupted_model(
         moment, tmp_path, small_data_dir, reference, monkeypatch):

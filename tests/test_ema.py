@@ -1,6 +1,7 @@
 """EMA: the foreach update matches a hand computation; evaluation sees EMA weights; training weights come back."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -80,6 +81,7 @@ def _ema_across_two_ranks(rank: int, port: int, results) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ema_is_made_identical_across_ranks_and_a_difference_is_an_error():
     import socket
 

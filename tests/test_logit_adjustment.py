@@ -76,6 +76,7 @@ def read_config(path):
     return json.loads((path / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_train_py_records_train_split_priors_and_tau_and_later_stages_keep_them(tmp_path, small_data_dir):
     tiny = ["--max_steps", "4", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_strategy", "no"]
     train.main(["--config_name", str(TINY_CONFIG), "--do_train", "--logit_adjustment", "0.3", *tiny,
@@ -95,6 +96,7 @@ def test_train_py_records_train_split_priors_and_tau_and_later_stages_keep_them(
     assert read_config(tmp_path / "stage2b")["logit_adjustment"] == 0.0
 
 
+@pytest.mark.slow
 def test_evaluation_scores_the_adjusted_predictions(tmp_path, small_data_dir):
     args = ["--config_name", str(TINY_CONFIG), "--do_train", "--do_eval", "--max_steps", "20", "--learning_rate",
             "1e-3", "--ema_decay", "0", "--eval_strategy", "no", "--load_best_model_at_end", "false",

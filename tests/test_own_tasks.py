@@ -40,6 +40,7 @@ def four_tasks(tmp_path_factory, small_data_dir):
     return tmp, tasks
 
 
+@pytest.mark.slow
 def test_four_tasks_train_as_one_model_each_scored_by_its_spec_metric(four_tasks):
     tmp, _ = four_tasks
     heads = json.loads((tmp / "four" / "config.json").read_text())["tasks"]
@@ -66,6 +67,7 @@ def test_predict_writes_the_test_files_the_specs_name(four_tasks):
     assert len(pseudo) == 200 and set(json.loads(pseudo[0])) == {"id", "review", "label"}
 
 
+@pytest.mark.slow
 def test_pseudo_labels_of_a_csv_task_join_its_train_split(four_tasks, small_data_dir):
     tmp, tasks = four_tasks
     waimai = tasks.split(",")[2]
@@ -74,6 +76,7 @@ def test_pseudo_labels_of_a_csv_task_join_its_train_split(four_tasks, small_data
     assert "waimai_sentiment: 200 pseudo-labelled rows added to train" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_trained_model_gains_a_head_for_a_new_task_and_keeps_the_others(four_tasks, small_data_dir):
     tmp, _ = four_tasks
     result = run_train("--tasks", "tnews", "--model_name_or_path", str(tmp / "four"), "--do_train", "--max_steps", "2",
@@ -87,6 +90,7 @@ def test_a_trained_model_gains_a_head_for_a_new_task_and_keeps_the_others(four_t
     assert [h["name"] for h in json.loads((tmp / "only_tnews" / "config.json").read_text())["tasks"]] == ["tnews"]
 
 
+@pytest.mark.slow
 def test_an_unknown_task_or_a_broken_spec_gets_one_line(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"name": "bad", "files": {"train": "x.csv"}, "format": "csv"}))
     result = subprocess.run([sys.executable, str(REPO_ROOT / "code" / "train.py"), "--tasks", str(tmp_path / "bad.json"),

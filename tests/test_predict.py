@@ -59,6 +59,7 @@ def test_new_texts_are_encoded_exactly_as_training_cached_them(trained, small_da
             assert torch.equal(features[key], cache[key]), (task.name, key)
 
 
+@pytest.mark.slow
 def test_cli_on_a_test_file_matches_train_py_predictions_with_ids_and_names(trained, small_data_dir, tmp_path):
     """The competition layout (tab-separated, named .csv), through the CLI, as the issue's done-when runs it."""
     model_dir, pred_dir = trained
@@ -74,6 +75,7 @@ def test_cli_on_a_test_file_matches_train_py_predictions_with_ids_and_names(trai
     assert all(r["label_name"] == TASKS["tnews"].label_name(r["label"]) and r["task"] == "tnews" for r in rows)
 
 
+@pytest.mark.slow
 def test_jsonl_csv_text_and_stdin_inputs(trained, tmp_path, capsys):
     model_dir, _ = trained
     jsonl = tmp_path / "pairs.jsonl"
@@ -115,6 +117,7 @@ def test_bad_input_names_file_and_line(trained, tmp_path, name, content, reason)
     assert f"{path}:{reason}" in str(err.value)
 
 
+@pytest.mark.slow
 def test_the_cli_answers_bad_input_with_one_line_and_a_failing_exit(trained, tmp_path):
     model_dir, _ = trained
     path = tmp_path / "bad.tsv"
@@ -180,6 +183,7 @@ torch.save({"logits": logits, "class": type(model).__name__, "refused": refused}
 """
 
 
+@pytest.mark.slow
 def test_hf_native_loading_where_this_repository_is_absent(trained, tmp_path, tokenizer):
     """AutoModel + trust_remote_code in a process that cannot import this project gives the same logits as the
     project's own loading; without trust_remote_code every Auto class refuses (never a random head)."""

@@ -19,6 +19,7 @@ def run(tmp_path, *extra):
                      "--tokenizer_dir", str(TOKENIZER_DIR), *extra])
 
 
+@pytest.mark.slow
 def test_full_bundled_data_is_cached_with_every_row(tmp_path):
     run(tmp_path)  # default data_dir: the bundled tcdata/
     for task, rows in (("ocnli", 21574), ("ocemotion", 35694), ("tnews", 60361)):
@@ -48,6 +49,7 @@ def test_bad_row_stops_with_file_and_line_or_is_skipped(tmp_path, small_data_dir
     assert sum(len(s["ids"]) for s in splits) == 299
 
 
+@pytest.mark.slow
 def test_help_documents_every_flag():
     out = subprocess.run([sys.executable, str(REPO_ROOT / "code" / "preprocess.py"), "--help"],
                          capture_output=True, text=True, check=True).stdout

@@ -75,6 +75,7 @@ def test_corpus_leaves_out_the_validation_rows_train_py_scores():
     assert only_validation <= set(task_texts([task], DATA_DIR, include_validation=True))
 
 
+@pytest.mark.slow
 def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
     from transformers import AutoTokenizer
 

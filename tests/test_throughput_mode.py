@@ -74,6 +74,7 @@ def test_a_token_budget_run_trains_whole_epochs(tmp_path, small_data_dir):
     assert state["global_step"] < 3 * -(-270 // 16)  # fewer, fuller batches than 16 rows each (the tasks' texts are short)
 
 
+@pytest.mark.slow
 def test_compiled_training_gives_eager_losses_with_few_graphs(tmp_path, small_data_dir):
     """torch.compile (aot_eager: dynamo's graph capture without the slow C++ codegen) on the multi-task model: the task
     id picks a head, widths vary per batch; with widths padded to a multiple the graphs stay few."""

@@ -33,6 +33,7 @@ def stage1(tmp_path_factory, small_data_dir):
     return tmp, metrics
 
 
+@pytest.mark.slow
 def test_stage1_reports_per_task_macro_f1_and_their_mean(stage1):
     _, metrics = stage1
     for key in ("eval_ocnli", "eval_ocemotion", "eval_tnews", "eval_avg", "eval_loss"):
@@ -164,6 +165,7 @@ def test_checkpoints_hold_ema_weights_and_training_weights(stage1):
     assert state["best_metric"] is not None and state["global_step"] == 40
 
 
+@pytest.mark.slow
 def test_help_documents_every_flag():
     out = subprocess.run([sys.executable, str(REPO_ROOT / "code" / "train.py"), "--help"],
                          capture_output=True, text=True, check=True).stdout
@@ -211,6 +213,7 @@ def test_evaluation_and_prediction_see_ema_weights_and_training_weights_come_bac
         assert {name: len(p.ids) for name, p in result.items()} == {name: len(val.datasets[name]) for name in names}
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_continues_weights_and_ema(tmp_path, small_data_dir):
     args = ["--config_name", str(TINY_CONFIG), "--do_train", "--max_steps", "20", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--ema_decay", "0.8",
             "--learning_rate", "1e-3"]
@@ -236,6 +239,7 @@ def read_state(output_dir: Path) -> dict:
     return json.loads((output_dir / "trainer_state.json").read_text())
 
 
+@pytest.mark.slow
 def test_whole_epochs_evaluate_every_row_at_each_epoch_end_and_keep_the_best(tmp_path, small_data_dir):
     """The 2020 recipe's shape: integer epochs, evaluation and saving per epoch, the best checkpoint at the end.
     Training that ends exactly at an epoch boundary used to cut every evaluation batch to len(train) % batch."""
@@ -256,6 +260,7 @@ def test_whole_epochs_evaluate_every_row_at_each_epoch_end_and_keep_the_best(tmp
         assert metrics[key] == pytest.approx(best[key], abs=1e-12)
 
 
+@pytest.mark.slow
 def test_a_rerun_into_the_same_output_dir_resumes_from_its_last_checkpoint(tmp_path, small_data_dir):
     """run_glue's rule, with an epoch boundary inside the run: the interrupted-and-rerun result equals the
     uninterrupted one (the sampler must see the resumed epoch's number, not start again from 0)."""
