@@ -51,12 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on host:port, or a UsageError in one line (port taken, unknown host)."""
+    """A socket listening on host:port, or a UsageError in one line (port taken, unknown host). Listening from here
+    on, a client that connects as soon as the address is logged waits in the backlog until uvicorn accepts it."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(2048)  # uvicorn's default backlog
     except OSError as err:
         raise UsageError(f"cannot listen on {host}:{port} ({err.strerror or err}): pass another --port (or "
                          "--host), or stop what listens there") from None

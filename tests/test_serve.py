@@ -87,7 +87,7 @@ class Spy:
         self.calls.append((task, list(texts)))
         self.entered.set()
         if self.gate is not None and len(self.calls) == 1:
-            assert self.gate.wait(60)
+            assert self.gate.wait(20)
         if self.fail_on is not None and self.fail_on in texts:
             raise RuntimeError(f"planted failure on {self.fail_on!r}\nsecond line of the message")
         return self._predictor.predict(task, texts, top_k)
@@ -186,23 +186,28 @@ def test_health_answers_while_a_batch_runs(predictor):
     gate = threading.Event()
     spy = Spy(predictor, gate)
     with TestClient(create_app(spy)) as client:
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(2) as pool:
             pending = pool.submit(client.post, "/predict", json={"task": "tnews", "texts": TNEWS[:3]})
-            wait_until(spy.entered.is_set)
-            health = client.get("/health")
-            assert health.status_code == 200 and health.json()["running"] == 3
-            gate.set()
+            try:
+                wait_until(spy.entered.is_set)
+                health = pool.submit(client.get, "/health").result(timeout=10)
+                assert health.status_code == 200 and health.json()["running"] == 3
+            finally:
+                gate.set()
             assert pending.result().status_code == 200
 
 
 def test_a_failing_batch_fails_its_own_requests_and_the_service_goes_on(predictor):
     spy = Spy(predictor, fail_on="boom")
-    with TestClient(create_app(spy), raise_server_exceptions=False) as client:
-        failed = client.post("/predict", json={"task": "tnews", "texts": ["fine", "boom"]})
+    with TestClient(create_app(spy), raise_server_exceptions=False) as client, ThreadPoolExecutor(1) as pool:
+        def post(texts):  # a service that died would never answer: fail instead of hanging
+            return pool.submit(client.post, "/predict", json={"task": "tnews", "texts": texts}).result(timeout=30)
+
+        failed = post(["fine", "boom"])
         assert failed.status_code == 500
         detail = failed.json()["detail"]
         assert "\n" not in detail and "RuntimeError: planted failure on 'boom' second line" in detail
-        good = client.post("/predict", json={"task": "tnews", "texts": TNEWS[:2]})
+        good = post(TNEWS[:2])
         assert good.status_code == 200
         assert_same(good.json()["predictions"], expected(predictor, "tnews", TNEWS[:2]))
 
