@@ -199,7 +199,7 @@ def test_health_answers_while_a_batch_runs(predictor):
 
 def test_a_failing_batch_fails_its_own_requests_and_the_service_goes_on(predictor):
     spy = Spy(predictor, fail_on="boom")
-    with TestClient(create_app(spy), raise_server_exceptions=False) as client, ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1) as pool, TestClient(create_app(spy), raise_server_exceptions=False) as client:
         def post(texts):  # a service that died would never answer: fail instead of hanging
             return pool.submit(client.post, "/predict", json={"task": "tnews", "texts": texts}).result(timeout=30)
 

@@ -131,6 +131,7 @@ class Batcher:
         texts = [text for request in batch for text in request.texts]
         top_k = max(request.top_k for request in batch)
         self.running = len(texts)
+        failure = BatchFailed("the service stopped before this batch finished")
         try:
             predictions = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.predictor.predict, task, texts, top_k)
@@ -138,19 +139,19 @@ class Batcher:
                 raise RuntimeError(f"the Predictor gave {len(predictions)} answers for {len(texts)} texts")
         except Exception as err:
             logger.exception("batch of %d request(s), %d text(s) for task %s failed", len(batch), len(texts), task)
-            error = BatchFailed(f"{type(err).__name__}: {err}")
+            failure = BatchFailed(f"{type(err).__name__}: {err}")
+        else:
+            start = 0
             for request in batch:
+                answer = predictions[start:start + len(request.texts)]
+                start += len(request.texts)
+                if request.top_k != top_k:
+                    answer = [_trimmed(p, request.top_k) for p in answer]
                 if not request.future.done():
-                    request.future.set_exception(error)
-            return
+                    request.future.set_result(answer)
         finally:
             self.running = 0
             self.batches += 1
-        start = 0
-        for request in batch:
-            answer = predictions[start:start + len(request.texts)]
-            start += len(request.texts)
-            if not request.future.done():
-                if request.top_k != top_k:
-                    answer = [_trimmed(p, request.top_k) for p in answer]
-                request.future.set_result(answer)
+            for request in batch:  # whatever happened, no request of the batch is left waiting
+                if not request.future.done():
+                    request.future.set_exception(failure)
