@@ -151,14 +151,16 @@ def test_concurrent_requests_share_predictor_calls_each_answer_in_its_own_order(
         assert_same(response.json()["predictions"], expected(predictor, "tnews", body["texts"]))
 
 
-def test_the_wait_window_batches_requests_and_never_mixes_tasks(predictor):
+def test_the_wait_window_gathers_one_call_per_task_and_never_mixes_tasks(predictor):
+    """12 requests, TNEWS and OCNLI alternating, all sent within the first request's 1 s window: exactly one call per
+    task, each holding all of that task's texts; top_k per request."""
     spy = Spy(predictor)
     bodies = [{"task": "tnews", "texts": [TNEWS[i]], "top_k": 1 + i % 3} if i % 2 else
               {"task": "ocnli", "texts": [OCNLI[i % len(OCNLI)]]} for i in range(12)]
-    with TestClient(create_app(spy, batch_wait_ms=400)) as client:
+    with TestClient(create_app(spy, batch_wait_ms=1000)) as client:
         responses = post_all(client, bodies)
-    assert len(spy.calls) < len(bodies)
-    for task, texts in spy.calls:  # one task per call: a pair for OCNLI, a string for TNEWS
+    assert sorted((task, len(texts)) for task, texts in spy.calls) == [("ocnli", 6), ("tnews", 6)]
+    for task, texts in spy.calls:  # a pair for OCNLI, a string for TNEWS
         assert all(isinstance(t, list) for t in texts) if task == "ocnli" else all(isinstance(t, str) for t in texts)
     for body, response in zip(bodies, responses):
         assert response.status_code == 200, response.text
