@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="Port (default 8000; 0: any free port, logged).")
     parser.add_argument("--max_batch_size", type=int, default=64, help="Most texts labelled in one batch (one "
                         "Predictor call), gathered from concurrent requests for the same task.")
+    parser.add_argument("--batch_size", type=int, default=16, help="Texts per forward pass, as predict.py's: a "
+                        "batch of concurrent requests is length-sorted and run in passes of this size, so short texts "
+                        "are not padded to the longest of the batch.")
     parser.add_argument("--batch_wait_ms", type=float, default=5.0, help="How long the oldest waiting request waits "
                         "for others to join its batch, in milliseconds (0: batch only what queued while the "
                         "previous batch ran).")
@@ -39,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
     parser.add_argument("--access_log", action="store_true", help="Log every request (uvicorn's access log).")
     args = parser.parse_args(argv)
-    for flag in ("max_batch_size", "max_texts_per_request", "max_text_chars"):
+    for flag in ("max_batch_size", "batch_size", "max_texts_per_request", "max_text_chars"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag} must be at least 1, not {value}")
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     from mtl.serving import create_app
 
     # a folder that is not a trained model stops here, in one line, before any port is taken
-    predictor = Predictor.from_pretrained(args.model, args.max_batch_size, args.device)
+    predictor = Predictor.from_pretrained(args.model, args.batch_size, args.device)
     app = create_app(predictor, args.max_batch_size, args.batch_wait_ms, args.max_texts_per_request,
                      args.max_text_chars)
     sock = bind(args.host, args.port)
@@ -83,7 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     shown = f"[{host}]" if ":" in host else host
     logger.info("serving %s (tasks %s) on http://%s:%d/ (Ctrl-C stops)", args.model, ", ".join(predictor.tasks),
                 shown, port)
-    config = uvicorn.Config(app, access_log=args.access_log, log_level="info", timeout_graceful_shutdown=5)
+    # asyncio's own loop, not uvloop where installed: with inference on a worker thread, uvloop served a tenth of the
+    # rows/s at 32 concurrent requests on the 2-core CPU machine (docs/serving-service.md, Speed)
+    config = uvicorn.Config(app, loop="asyncio", access_log=args.access_log, log_level="info",
+                            timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -53,6 +53,7 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task | None = None
+        self._free_since = 0.0  # when the worker finished its last batch
 
     @property
     def queued(self) -> int:
@@ -103,8 +104,11 @@ class Batcher:
         return min(heads)[1] if heads else None
 
     async def _wait_for_more(self, task: str) -> None:
-        """Until the task's oldest request is wait_s old or a full batch of its texts is queued."""
-        deadline = self._queues[task][0].arrived + self.wait_s
+        """Until the task's oldest request has waited wait_s while the worker was free, or a full batch of its
+        texts is queued. Counted from when the worker became free too: the clients answered by the batch that just
+        ended come back within a round trip, and join the requests that queued while it ran instead of making a
+        second, half-size batch."""
+        deadline = max(self._queues[task][0].arrived, self._free_since) + self.wait_s
         while self._queued_texts[task] < self.max_batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -152,6 +156,7 @@ class Batcher:
         finally:
             self.running = 0
             self.batches += 1
+            self._free_since = time.monotonic()
             for request in batch:  # whatever happened, no request of the batch is left waiting
                 if not request.future.done():
                     request.future.set_exception(failure)
