@@ -168,6 +168,25 @@ def test_the_wait_window_gathers_one_call_per_task_and_never_mixes_tasks(predict
                     expected(predictor, body["task"], body["texts"], body.get("top_k", 1)))
 
 
+def test_after_a_batch_the_window_waits_for_the_clients_it_answered(predictor):
+    """B queues while A's batch runs, for longer than the window; A's client, answered, sends C at once: B waits
+    the window from when the worker is free, so B and C go together (closed-loop clients do not split in two
+    half-size batches)."""
+    gate = threading.Event()
+    spy = Spy(predictor, gate)
+    with ThreadPoolExecutor(2) as pool, TestClient(create_app(spy, batch_wait_ms=300)) as client:
+        a = pool.submit(client.post, "/predict", json={"task": "tnews", "texts": [TNEWS[0]]})
+        wait_until(spy.entered.is_set)
+        b = pool.submit(client.post, "/predict", json={"task": "tnews", "texts": [TNEWS[1]]})
+        wait_until(lambda: client.app.state.batcher.queued == 1)
+        time.sleep(0.4)
+        gate.set()
+        assert a.result(timeout=30).status_code == 200
+        c = client.post("/predict", json={"task": "tnews", "texts": [TNEWS[2]]})
+        assert c.status_code == 200 and b.result(timeout=30).status_code == 200
+    assert [texts for _, texts in spy.calls] == [[TNEWS[0]], [TNEWS[1], TNEWS[2]]]
+
+
 def test_max_batch_size_bounds_each_call_and_a_larger_request_goes_whole(predictor):
     gate = threading.Event()
     spy = Spy(predictor, gate)
