@@ -1,8 +1,8 @@
 """Dynamic batching for the service: concurrent requests for one task become one Predictor call.
 
 Requests wait in one queue per task. One loop on the event loop picks the task whose oldest request has waited
-longest, waits until that request is `wait_s` old or its task has `max_batch_size` texts queued, then hands the
-queued requests (in arrival order, up to `max_batch_size` texts; one request at least, whatever its size) to the
+longest, waits until that request has waited `wait_s` while the worker was free, or its task has `max_batch_size`
+texts queued, then hands the queued requests (in arrival order, up to `max_batch_size` texts; one request at least, whatever its size) to the
 Predictor on a single worker thread: the model is not re-entrant, and on a CPU a second thread would only share the
 same cores. While a batch runs, the event loop stays free (health checks answer) and new requests queue up, so the
 next batch is larger the busier the service is. A batch that raises fails its own requests only.
@@ -42,7 +42,7 @@ class Batcher:
     the other requests for the same task that arrive within the wait window. start() and stop() run on the event
     loop that serves the requests (the app's lifespan)."""
 
-    def __init__(self, predictor, max_batch_size: int = 64, wait_s: float = 0.005):
+    def __init__(self, predictor, max_batch_size: int = 64, wait_s: float = 0.002):
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
