@@ -181,6 +181,14 @@ async def load(host: str, port: int, texts: list[str], expected: list[str], conc
             "wrong": wrong, "failed": failed}
 
 
+def row(wait: float, concurrency: int, result: dict, offline_rate: float) -> dict:
+    return {"batch_wait_ms": f"{wait:g}", "concurrency": concurrency, "requests": f"{result['requests']:,}",
+            "rows/s": f"{result['rows/s']:,.0f}", "of offline": f"{result['rows/s'] / offline_rate:.0%}",
+            "p50 ms": f"{result['p50']:.1f}", "p99 ms": f"{result['p99']:.1f}",
+            "texts per Predictor call": f"{result['per call']:.1f}",
+            "wrong labels / failed": f"{result['wrong']} / {result['failed']}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="A trained model folder (default: the bundled demo encoder "
@@ -190,11 +198,14 @@ def main() -> None:
     parser.add_argument("--max_requests", type=int, default=20000, help="At most this many requests per level.")
     parser.add_argument("--max_batch_size", type=int, default=64, help="serve.py's --max_batch_size.")
     parser.add_argument("--batch_size", type=int, default=16, help="serve.py's --batch_size (texts per forward pass).")
-    parser.add_argument("--batch_wait_ms", type=float, default=2.0, help="serve.py's --batch_wait_ms.")
+    parser.add_argument("--batch_wait_ms", default="2", help="serve.py's --batch_wait_ms; several, comma-separated: "
+                        "one service after another, the same levels each.")
     parser.add_argument("--smoke", action="store_true", help="A tiny model, 1 s per level; results not kept.")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    waits = [float(w) for w in args.batch_wait_ms.split(",")]
+    load_before = os.getloadavg()[0]
     seconds = 1.0 if args.smoke else args.seconds
     texts = headlines(200 if args.smoke else None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,28 +214,24 @@ def main() -> None:
         gc.collect()  # the offline model's memory, before the service loads its own
         expected, rates = measured["labels"], measured["rates"]
         offline_rate = max(rates["sorted"], rates["sorted 64"])  # the service is held to the better of the two
-        server = Server(model, ["--max_batch_size", str(args.max_batch_size), "--batch_size", str(args.batch_size),
-                                "--batch_wait_ms", str(args.batch_wait_ms), "--device", "cpu"],
-                        Path(tmp) / "serve.log")
-        try:
-            rows = []
-            for concurrency in levels:
-                result = asyncio.run(load(server.host, server.port, texts, expected, concurrency, seconds,
-                                          args.max_requests))
-                rows.append({"concurrency": concurrency, "requests": f"{result['requests']:,}",
-                             "rows/s": f"{result['rows/s']:,.0f}",
-                             "of offline": f"{result['rows/s'] / offline_rate:.0%}",
-                             "p50 ms": f"{result['p50']:.1f}", "p99 ms": f"{result['p99']:.1f}",
-                             "texts per Predictor call": f"{result['per call']:.1f}",
-                             "wrong labels / failed": f"{result['wrong']} / {result['failed']}"})
-                print(rows[-1], flush=True)
-        finally:
-            server.stop()
+        rows = []
+        for wait in waits:
+            server = Server(model, ["--max_batch_size", str(args.max_batch_size), "--batch_size",
+                                    str(args.batch_size), "--batch_wait_ms", str(wait), "--device", "cpu"],
+                            Path(tmp) / "serve.log")
+            try:
+                for concurrency in levels:
+                    result = asyncio.run(load(server.host, server.port, texts, expected, concurrency, seconds,
+                                              args.max_requests))
+                    rows.append(row(wait, concurrency, result, offline_rate))
+                    print(rows[-1], flush=True)
+            finally:
+                server.stop()
+    load_after = os.getloadavg()[0]
     described = (f"--model {args.model}" if args.model else "the tiny config (smoke run)" if args.smoke else
                  "the bundled demo encoder (256 hidden, 4 layers) with fresh heads")
     command = "python bench/serve_load.py" + (f" --model {args.model}" if args.model else "") + (
-        f" --max_batch_size {args.max_batch_size} --batch_size {args.batch_size} --batch_wait_ms "
-        f"{args.batch_wait_ms:g}")
+        f" --max_batch_size {args.max_batch_size} --batch_size {args.batch_size} --batch_wait_ms {args.batch_wait_ms}")
 
     text = header("The HTTP service under load (CPU)", command)
     text += (f"Model: {described}, truncation 128. Each request: one TNEWS test B headline (POST /predict, keep-alive "
@@ -234,7 +241,8 @@ def main() -> None:
              f"{rates['sorted']:,.0f} in passes of {args.batch_size}; \"of offline\" is of the better, "
              f"**{offline_rate:,.0f} rows/s**. For scale, the Predictor on calls of 32 headlines in file order (the "
              f"batches the service gets at concurrency 32, without HTTP): {rates['calls of 32']:,.0f} rows/s "
-             f"({rates['calls of 32'] / offline_rate:.0%}).\n\n")
+             f"({rates['calls of 32'] / offline_rate:.0%}). Load average (1 min) {load_before:.1f} at the start, "
+             f"{load_after:.1f} at the end (2 cores, shared).\n\n")
     text += table(rows, list(rows[0]))
     write_section(results_path("serve", args.smoke, args.out), text)
 

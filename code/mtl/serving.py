@@ -45,7 +45,7 @@ class Limits:
     max_text_chars: int
 
     def max_body_bytes(self, columns: int) -> int:
-        """Generous for the largest valid request (4 bytes a character at worst, JSON escapes, quotes)."""
+        """Room for the largest valid request: 6 bytes a character (a \\uXXXX escape), quotes and commas."""
         return 4096 + self.max_texts_per_request * columns * (self.max_text_chars * 6 + 8)
 
 
