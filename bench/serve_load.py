@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--max_requests", type=int, default=20000, help="At most this many requests per level.")
     parser.add_argument("--max_batch_size", type=int, default=64, help="serve.py's --max_batch_size.")
     parser.add_argument("--batch_size", type=int, default=16, help="serve.py's --batch_size (texts per forward pass).")
-    parser.add_argument("--batch_wait_ms", default="2", help="serve.py's --batch_wait_ms; several, comma-separated: "
+    parser.add_argument("--batch_wait_ms", default="5", help="serve.py's --batch_wait_ms; several, comma-separated: "
                         "one service after another, the same levels each.")
     parser.add_argument("--smoke", action="store_true", help="A tiny model, 1 s per level; results not kept.")
     parser.add_argument("--out", default=None)

@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=16, help="Texts per forward pass, as predict.py's: a "
                         "batch of concurrent requests is length-sorted and run in passes of this size, so short texts "
                         "are not padded to the longest of the batch.")
-    parser.add_argument("--batch_wait_ms", type=float, default=2.0, help="How long the oldest waiting request waits "
+    parser.add_argument("--batch_wait_ms", type=float, default=5.0, help="How long the oldest waiting request waits "
                         "for others to join its batch, counted from when the model is free, in milliseconds (0: "
                         "batch only what queued while the previous batch ran).")
     parser.add_argument("--max_texts_per_request", type=int, default=256, help="More texts in one request are "

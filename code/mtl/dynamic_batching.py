@@ -42,7 +42,7 @@ class Batcher:
     the other requests for the same task that arrive within the wait window. start() and stop() run on the event
     loop that serves the requests (the app's lifespan)."""
 
-    def __init__(self, predictor, max_batch_size: int = 64, wait_s: float = 0.002):
+    def __init__(self, predictor, max_batch_size: int = 64, wait_s: float = 0.005):
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s

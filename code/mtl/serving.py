@@ -165,7 +165,7 @@ class ContentLengthLimit:
         await self.app(scope, receive, send)
 
 
-def create_app(predictor, max_batch_size: int = 64, batch_wait_ms: float = 2.0, max_texts_per_request: int = 256,
+def create_app(predictor, max_batch_size: int = 64, batch_wait_ms: float = 5.0, max_texts_per_request: int = 256,
                max_text_chars: Optional[int] = None) -> FastAPI:
     """The service for `predictor` (anything with Predictor's public API: predict, tasks, text_columns, config).
     max_text_chars: default CHARS_PER_TOKEN times the model's max_seq_length."""
