@@ -11,6 +11,7 @@ smoke=${1:-}
 "$PY" bench/ema_overhead.py $smoke
 "$PY" bench/train_throughput.py $smoke
 "$PY" bench/predict_speed.py $smoke
+"$PY" bench/serve_load.py $smoke
 "$PY" bench/profile_step.py $smoke
 "$PY" bench/single_vs_multi.py $smoke
 if [ -z "$smoke" ]; then

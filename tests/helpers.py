@@ -96,3 +96,23 @@ def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def save_tiny_model(folder: Path, initializer_range: float = 0.5) -> Path:
+    """A tiny untrained model with the competition's three heads (OCNLI reads pairs), saved as train.py saves one
+    (weights, config with labels and names, tokenizer), truncating at 64 tokens. The wide initialisation spreads its
+    answers over many labels (0.02 gives every text the same label), so a mixed-up answer shows."""
+    import torch
+    from transformers import BertConfig
+
+    from mtl.model import BertMultiTaskModel, multitask_config
+    from mtl.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    config = BertConfig.from_pretrained(str(TINY_CONFIG))
+    config.initializer_range = initializer_range
+    config = multitask_config(config, competition_heads())
+    config.max_seq_length = 64
+    BertMultiTaskModel(config).save_pretrained(folder)
+    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(folder)
+    return folder

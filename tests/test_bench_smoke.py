@@ -19,7 +19,7 @@ def test_bench_smoke_mode_runs_every_benchmark_and_writes_its_tables(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     expected = {"preprocess": "speed-up", "padding": "length-grouped", "ema": "foreach",
                 "throughput_tiny": "(bare) bare PyTorch loop", "profile_cpu": "| backward |",
-                "single_vs_multi": "multi − single"}
+                "single_vs_multi": "multi − single", "serve": "texts per Predictor call"}
     for name, marker in expected.items():
         text = (out / f"{name}.md").read_text(encoding="utf-8")
         assert marker in text and "Machine:" in text and "Commit:" in text, name
