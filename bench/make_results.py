@@ -6,7 +6,7 @@ import json
 from common import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
-ORDER = ["summary", "preprocess", "padding", "throughput_small", "ema", "ddp_cpu", "predict", "serve", "task_strategies", "pcgrad", "single_vs_multi", "profile_cpu", "throughput_large_bf16",
+ORDER = ["summary", "preprocess", "padding", "throughput_small", "ema", "ddp_cpu", "predict", "onnx", "serve", "task_strategies", "pcgrad", "single_vs_multi", "profile_cpu", "throughput_large_bf16",
          "throughput_large_bf16_compile", "demo_cpu", "demo_quality", "history"]
 
 

@@ -102,10 +102,10 @@ def run_pipeline(tokenizer, tmp: Path, debug: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="first 1000 rows per file, for CI")
+    parser.add_argument("--smoke", action="store_true", help="first 300 rows per file, for CI")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    max_rows = 1000 if args.smoke else None
+    max_rows = 300 if args.smoke else None
     tokenizer = load_tokenizer("code/assets/tokenizer" if not (REPO_ROOT / "code").exists() else str(REPO_ROOT / "code/assets/tokenizer"))
     tokenizer("预热")  # load lazily-built pieces before timing
     ours = run_project(tokenizer, max_rows)

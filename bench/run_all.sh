@@ -15,5 +15,7 @@ smoke=${1:-}
 "$PY" bench/profile_step.py $smoke
 "$PY" bench/single_vs_multi.py $smoke
 if [ -z "$smoke" ]; then
+  # not in the smoke run (CI): its two ONNX exports alone take ~30 s; `python bench/onnx_speed.py --smoke` runs it small
+  "$PY" bench/onnx_speed.py
   "$PY" bench/make_results.py
 fi

@@ -8,7 +8,7 @@ Input (--text, --input_file, or standard input): plain lines (a sentence pair: t
 competition's test layout (id<TAB>text[<TAB>text2], no header), TSV or CSV with a header naming the task's text
 columns, or JSONL with such fields; `--input_format` overrides the detection. Output: one JSON object per input row
 and task, in input order: id, task, label (raw, as in the training data), label_name, probability, and with
---top_k K > 1 the K most probable labels.
+--top_k K > 1 the K most probable labels. An ONNX export (code/export.py's output folder) runs on ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import logging
 import sys
 
 from mtl.atomic_write import write_text_atomic
+from mtl.backends import BACKENDS
 from mtl.errors import ArgumentParser, UsageError, run_cli
 from mtl.new_texts import FORMATS, read_new_texts
 from mtl.paths import resolve
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top_k", type=int, default=1, help="Also list the K most probable labels (K > 1).")
     parser.add_argument("--batch_size", type=int, default=64, help="Texts per forward pass (length-sorted).")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="torch: the PyTorch model; onnx: an "
+                        "export folder written by code/export.py, run on ONNX Runtime (CPU); auto (default): by what "
+                        "the folder holds.")
     parser.add_argument("--skip_bad_rows", action="store_true", help="Drop malformed rows (reported by line) "
                         "instead of stopping.")
     args = parser.parse_args(argv)
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO,
                         stream=sys.stderr)
     name, data, fmt = read_input(args)  # a missing input file stops here, before the model is loaded
-    predictor = Predictor.from_pretrained(args.model_name_or_path, args.batch_size, args.device)
+    predictor = Predictor.from_pretrained(args.model_name_or_path, args.batch_size, args.device, args.backend)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for task in tasks:
         predictor.config.task_index(task)  # an unknown task stops here, before any work

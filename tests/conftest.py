@@ -16,13 +16,11 @@ def tokenizer():
     return load_tokenizer(str(TOKENIZER_DIR))
 
 
-@pytest.fixture(scope="session")
-def small_data_dir(tmp_path_factory) -> Path:
-    """The real competition layout with the first 300 rows of each train file and the full test files."""
-    root = tmp_path_factory.mktemp("tcdata")
+def copy_data(root: Path, train_rows: int, test_rows: int | None) -> Path:
+    """The real competition layout with the first rows of each train and test file (None: the whole file)."""
     for task in TASKS.values():
-        for source, rows in ((task.train_path(DATA_DIR), 300), (task.test_path("a", DATA_DIR), None),
-                             (task.test_path("b", DATA_DIR), None)):
+        for source, rows in ((task.train_path(DATA_DIR), train_rows), (task.test_path("a", DATA_DIR), test_rows),
+                             (task.test_path("b", DATA_DIR), test_rows)):
             data = source.read_bytes()
             if rows is not None:
                 data = b"".join(data.splitlines(keepends=True)[:rows])
@@ -30,3 +28,29 @@ def small_data_dir(tmp_path_factory) -> Path:
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(data)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_data_dir(tmp_path_factory) -> Path:
+    """The first 300 rows of each train file and the full test files."""
+    return copy_data(tmp_path_factory.mktemp("tcdata"), 300, None)
+
+
+@pytest.fixture(scope="session")
+def short_data_dir(tmp_path_factory) -> Path:
+    """The first 300 rows of each train file and of each test file: for runs whose test predictions only need to
+    exist (the demo profile pretrains on the test texts and predicts them all)."""
+    return copy_data(tmp_path_factory.mktemp("tcdata_short"), 300, 300)
+
+
+# The modules that take longest in CI (their seconds on the 2-core CI machine, CI's --durations), longest first.
+# CI spreads whole modules over two workers in collection order (`--dist loadscope --no-loadscope-reorder`); putting
+# the long ones first is the longest-processing-time rule, so no long module starts last while the other worker idles.
+LONGEST_MODULES = ["test_support_matrix.py", "test_run_sh.py", "test_bench_smoke.py", "test_bad_input.py",
+                   "test_kill_resume.py", "test_distributed.py", "test_combinations.py", "test_own_tasks.py",
+                   "test_serve.py", "test_export.py", "test_train.py", "test_logit_adjustment.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module's own order is kept

@@ -1,6 +1,11 @@
 """Constants and helpers the tests share (pytest puts tests/ and code/ on the path: pyproject.toml)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import warnings
 from pathlib import Path
 
 from mtl.args import DataTrainingArguments
@@ -41,6 +46,56 @@ def numbered_heads(**classes: int) -> list[TaskHead]:
 def competition_heads() -> list[TaskHead]:
     """The heads train.py gives the competition's three tasks (OCNLI, OCEMOTION, TNEWS)."""
     return [task.head(label2id_for(task.labels)) for task in TASKS.values()]
+
+
+def run_torchrun(cmd: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a torchrun command line; a launch that hangs past `timeout` is dumped and tried once more.
+
+    On a hang every process of the launch gets SIGABRT, which with PYTHONFAULTHANDLER=1 prints each thread's Python
+    stack to stderr before it dies; the dump goes into a pytest warning (and, if the second launch hangs too, into
+    the failure). A hang after the run's work is done was seen once on a loaded CI machine (gloo, 2 processes on 2
+    cores) and never reproduced; the retry keeps such a one-off from failing the suite, while a real deadlock hangs
+    twice and fails."""
+    env = dict(env, PYTHONFAULTHANDLER="1")
+    dumps = []
+    for _ in range(2):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+            if dumps:
+                warnings.warn(f"torchrun hung once (retried, then ended with status {proc.returncode}); the stacks "
+                              f"at the hang:\n{dumps[0][-8000:]}", stacklevel=2)
+            return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+        except subprocess.TimeoutExpired:
+            family = _descendants(proc.pid) + [proc.pid]  # torchrun starts its workers in sessions of their own
+            _signal_all(family, signal.SIGABRT)
+            try:
+                stdout, stderr = proc.communicate(timeout=30)
+            finally:
+                _signal_all(family, signal.SIGKILL)
+            dumps.append(stdout[-3000:] + stderr[-12000:])
+    raise AssertionError(f"torchrun hung twice past {timeout} s; the stacks at the second hang:\n{dumps[-1]}")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children first seen in /proc), so none is left holding the output pipes."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def save_tiny_model(folder: Path, initializer_range: float = 0.5) -> Path:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from helpers import REPO_ROOT, TINY_CONFIG, common
+from helpers import REPO_ROOT, TINY_CONFIG, common, run_torchrun
 from mtl.data import MultiTaskBatchSampler
 from mtl.tasks import TASKS
 
@@ -33,7 +33,7 @@ def torchrun(args: list[str], audit_dir: Path | None = None) -> subprocess.Compl
         env.update(WRITE_AUDIT_DIR=str(audit_dir), PYTHONPATH=os.pathsep.join([str(AUDIT), env.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(REPO_ROOT / "code" / "train.py"), *args]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    result = run_torchrun(cmd, env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
 

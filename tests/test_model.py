@@ -12,8 +12,8 @@ from helpers import TINY_CONFIG, numbered_heads
 from mtl.errors import UsageError
 from mtl.heads import TaskHead
 from mtl.model import Attention, BertMultiTaskModel, load_model, multitask_config
-from mtl.predictor import check_trained_model
 from mtl.tasks import TASKS as TASKS_BY_NAME
+from mtl.trained_model import check_trained_model
 
 TASKS = ["ocnli", "ocemotion", "tnews"]
 CLASSES = [3, 7, 15]

@@ -58,11 +58,11 @@ DEMO_ENCODER = REPO_ROOT / "code" / "assets" / "demo_encoder"
 
 
 @pytest.mark.parametrize("encoder", ["bundled", "from_scratch"])
-def test_demo_profile_through_run_sh(tmp_path, small_data_dir, encoder):
+def test_demo_profile_through_run_sh(tmp_path, short_data_dir, encoder):
     """A newcomer's `bash run.sh` on a CPU: the demo profile fine-tunes the bundled encoder and leaves it as it was;
     PRETRAIN_EPOCHS pretrains one from scratch first (here with the tiny config)."""
     env = dict(os.environ, PROFILE="demo", STAGE1_EPOCHS="1", STAGE2_EPOCHS="1", MAX_SEQ_LENGTH="64",
-               DATA_DIR=str(small_data_dir), OUTPUT_DIR=str(tmp_path / "user_data"),
+               DATA_DIR=str(short_data_dir), OUTPUT_DIR=str(tmp_path / "user_data"),
                PREDICTION_DIR=str(tmp_path / "prediction_result"), PYTHON=sys.executable,
                EXTRA_ARGS="--disable_tqdm true --eval_steps 1000 --save_steps 1000")
     if encoder == "from_scratch":

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from helpers import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
+from helpers import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR, run_torchrun
 from matrix.matrix_runner import recording
 from mtl.errors import UsageError
 
@@ -163,7 +162,7 @@ def launch(values: dict[str, str], args: list[str], record_dir: Path) -> list[di
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "code"), str(REPO_ROOT / "tests")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(REPO_ROOT / "tests" / "matrix" / "matrix_runner.py"), *args]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    result = run_torchrun(cmd, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return [json.loads((record_dir / f"rank{r}.json").read_text()) for r in range(2)]
 

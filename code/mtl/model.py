@@ -138,14 +138,26 @@ class BertMultiTaskModel(BertPreTrainedModel):
     ) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-        logits = self.heads[self.config.tasks[int(task_id)].name](self.dropout(hidden), attention_mask)
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        logits = self.head_logits(hidden, attention_mask, int(task_id))
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.float(), labels.view(-1))
         if not self.training:
             logits = self.adjust_logits(logits, int(task_id))
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    # forward is encode -> head_logits -> (eval) adjust_logits; the ONNX export (mtl.onnx_export) calls the same
+    # three for every head, so the exported graph computes what forward computes.
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               token_type_ids: Optional[torch.Tensor]) -> torch.Tensor:
+        """The shared encoder's last hidden states, as the heads read them (after dropout)."""
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        return self.dropout(hidden)
+
+    def head_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor, task_id: int) -> torch.Tensor:
+        """The raw (unadjusted) logits of task `task_id`'s head."""
+        return self.heads[self.config.tasks[task_id].name](hidden, attention_mask)
 
     def adjust_logits(self, logits: torch.Tensor, task_id: int) -> torch.Tensor:
         """Post-hoc logit adjustment (Menon et al., 2021, "Long-tail learning via logit adjustment"): at inference,
