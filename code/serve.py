@@ -15,6 +15,7 @@ import logging
 import socket
 import sys
 
+from mtl.backends import BACKENDS
 from mtl.errors import ArgumentParser, UsageError, run_cli
 
 logger = logging.getLogger("serve")
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_text_chars", type=int, default=None, help="Longer texts are refused (413); default "
                         "8 x the model's max_seq_length (1,024 characters for the demo's 128 tokens).")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="As predict.py's: torch (the PyTorch "
+                        "model), onnx (an export folder written by code/export.py, run on ONNX Runtime), or auto "
+                        "(default): by what the folder holds.")
     parser.add_argument("--access_log", action="store_true", help="Log every request (uvicorn's access log).")
     args = parser.parse_args(argv)
     for flag in ("max_batch_size", "batch_size", "max_texts_per_request", "max_text_chars"):
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     from mtl.serving import create_app
 
     # a folder that is not a trained model stops here, in one line, before any port is taken
-    predictor = Predictor.from_pretrained(args.model, args.batch_size, args.device)
+    predictor = Predictor.from_pretrained(args.model, args.batch_size, args.device, args.backend)
     app = create_app(predictor, args.max_batch_size, args.batch_wait_ms, args.max_texts_per_request,
                      args.max_text_chars)
     sock = bind(args.host, args.port)

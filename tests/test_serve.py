@@ -285,12 +285,16 @@ def test_a_bad_request_gets_one_line_saying_what_to_send_and_the_next_good_one_w
     assert_same(good.json()["predictions"], expected(predictor, "tnews", TNEWS[:2]))
 
 
-def test_cli_refuses_a_folder_that_is_no_trained_model_before_taking_the_port(monkeypatch):
-    """The bundled encoder has no task heads: one line naming the flag, and no port taken (bind never runs)."""
+def test_cli_refuses_a_folder_that_is_no_trained_model_before_taking_the_port(model_dir, monkeypatch):
+    """The bundled encoder has no task heads; a PyTorch model is no ONNX export: one line, and no port taken (bind
+    never runs)."""
     monkeypatch.setattr(serve, "bind", lambda *_: pytest.fail("bound a port before checking the model"))
-    with pytest.raises(UsageError) as err:
-        serve.main(["--model", str(REPO_ROOT / "code" / "assets" / "demo_encoder")])
-    assert "a pretrained encoder with no task heads" in str(err.value) and "\n" not in str(err.value)
+    for flags, message in ((["--model", str(REPO_ROOT / "code" / "assets" / "demo_encoder")],
+                            "a pretrained encoder with no task heads"),
+                           (["--model", str(model_dir), "--backend", "onnx"], "export.py")):
+        with pytest.raises(UsageError) as err:
+            serve.main(flags)
+        assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_cli_refuses_a_port_in_use_and_bad_flags(model_dir, monkeypatch):
