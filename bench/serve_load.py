@@ -165,7 +165,8 @@ async def load(host: str, port: int, texts: list[str], expected: list[str], conc
     async def batches() -> int:
         return json.loads((await connections[0].request("GET", "/health"))[1])["batches"]
 
-    await asyncio.gather(*(client(c, time.perf_counter() + 1.0, False) for c in connections))  # warm-up
+    warm_up = min(1.0, seconds / 5)
+    await asyncio.gather(*(client(c, time.perf_counter() + warm_up, False) for c in connections))
     counter = iter(range(10 ** 9))
     calls_before = await batches()
     start = time.perf_counter()
@@ -194,7 +195,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="A trained model folder (default: the bundled demo encoder "
                         "with fresh heads, truncation 128).")
     parser.add_argument("--concurrency", default="1,8,32", help="Requests in flight, one level after another.")
-    parser.add_argument("--seconds", type=float, default=15.0, help="Measured time per level (after 1 s warm-up).")
+    parser.add_argument("--seconds", type=float, default=15.0, help="Measured time per level (after a warm-up of "
+                        "a fifth of it, 1 s at most).")
     parser.add_argument("--max_requests", type=int, default=20000, help="At most this many requests per level.")
     parser.add_argument("--max_batch_size", type=int, default=64, help="serve.py's --max_batch_size.")
     parser.add_argument("--batch_size", type=int, default=16, help="serve.py's --batch_size (texts per forward pass).")
@@ -236,7 +238,7 @@ def main() -> None:
     text = header("The HTTP service under load (CPU)", command)
     text += (f"Model: {described}, truncation 128. Each request: one TNEWS test B headline (POST /predict, keep-alive "
              f"HTTP/1.1 on 127.0.0.1, the client in the same machine's other process); {seconds:g} s per level after "
-             f"a 1 s warm-up. Offline, in the same run: `Predictor.predict` over the same {len(texts):,} headlines in one call, "
+             f"a {min(1.0, seconds / 5):g} s warm-up. Offline, in the same run: `Predictor.predict` over the same {len(texts):,} headlines in one call, "
              f"length-sorted, {rates['sorted 64']:,.0f} rows/s in forward passes of 64 (predict.py's default) and "
              f"{rates['sorted']:,.0f} in passes of {args.batch_size}; \"of offline\" is of the better, "
              f"**{offline_rate:,.0f} rows/s**. For scale, the Predictor on calls of 32 headlines in file order (the "
