@@ -253,8 +253,10 @@ BAD_REQUESTS = [  # (id, body: JSON value or raw bytes, content type, status, wo
     ("too many texts", {"task": "tnews", "texts": ["x"] * 257}, None, 413,
      "257 texts in one request, more than 256 (serve.py --max_texts_per_request)"),
     ("not JSON", b'{"task": "tnews", "texts": ["x"', "application/json", 400, "the body is not valid JSON"),
-    ("form-encoded", b'{"task": "tnews", "texts": ["x"]}', "application/x-www-form-urlencoded", 415,
-     "sent as Content-Type: application/x-www-form-urlencoded, not application/json"),
+    ("plain text", b'{"task": "tnews", "texts": ["x"]}', "text/plain", 415,
+     "sent as Content-Type: text/plain, not application/json"),
+    ("form-encoded, not JSON", b"task=tnews&texts=x", "application/x-www-form-urlencoded", 400,
+     "the body is not valid JSON"),
     ("empty body", b"", "application/json", 422, "the body is empty"),
     ("a list body", [{"task": "tnews"}], None, 422, "the body is JSON but not an object (a list)"),
     ("top_k 0", {"task": "tnews", "texts": ["x"], "top_k": 0}, None, 422,
@@ -341,3 +343,14 @@ def test_serve_py_serves_over_http_and_stops_on_ctrl_c(model_dir, predictor):
         rest = process.communicate(timeout=30)[1]
     # uvicorn shuts down cleanly, then re-raises the signal, so the exit status is Ctrl-C's
     assert "Application shutdown complete" in rest and process.returncode == -signal.SIGINT, rest[-2000:]
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", None])
+def test_a_json_body_sent_as_curl_d_sends_it_is_answered(client, predictor, content_type):
+    """`curl URL -d '{...}'` (form-encoded by default) or a client sending no Content-Type: the body is JSON, so it
+    is read as JSON (the issue's own example command)."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/predict", content='{"task": "tnews", "texts": ["华为发布新款折叠屏手机"]}'.encode(),
+                           headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["label_name"] == predictor.predict("tnews", ["华为发布新款折叠屏手机"])[0].label_name

@@ -165,6 +165,24 @@ class ContentLengthLimit:
         await self.app(scope, receive, send)
 
 
+class FormEncodedAsJson:
+    """A POST whose Content-Type is curl -d's default (application/x-www-form-urlencoded) or missing is read as JSON:
+    `curl URL -d '{"task": ...}'` is how most people call a JSON endpoint, and its body is the JSON either way (one
+    that is not JSON still gets the 400). Other content types keep the 415."""
+
+    LENIENT = (b"application/x-www-form-urlencoded", b"")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            if dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip() in self.LENIENT:
+                scope = dict(scope, headers=headers + [(b"content-type", b"application/json")])
+        await self.app(scope, receive, send)
+
+
 def create_app(predictor, max_batch_size: int = 64, batch_wait_ms: float = 5.0, max_texts_per_request: int = 256,
                max_text_chars: Optional[int] = None) -> FastAPI:
     """The service for `predictor` (anything with Predictor's public API: predict, tasks, text_columns, config).
@@ -186,6 +204,7 @@ def create_app(predictor, max_batch_size: int = 64, batch_wait_ms: float = 5.0, 
     app.state.limits = limits
     max_body_bytes = limits.max_body_bytes(max(len(predictor.text_columns(t)) for t in predictor.tasks))
     app.add_middleware(ContentLengthLimit, max_bytes=max_body_bytes)
+    app.add_middleware(FormEncodedAsJson)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
