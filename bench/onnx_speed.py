@@ -55,9 +55,11 @@ def data_args(folder) -> list[str]:
 
 
 def exports(model_dir, out) -> dict[str, str]:
-    """The model and its fp32 and int8 exports, by backend name (an export already there is replaced)."""
+    """The model and its fp32 and int8 exports, by backend name (this script's earlier exports removed first: they
+    may be of another model, which export.py would refuse to replace)."""
     folders = {"torch": str(model_dir)}
     for quantize in ("fp32", "int8"):
+        shutil.rmtree(out / quantize, ignore_errors=True)
         export_model(str(model_dir), out / quantize, None if quantize == "fp32" else quantize)
         folders[f"onnx {quantize}"] = str(out / quantize)
     return folders
@@ -140,6 +142,10 @@ def speed(folders: dict[str, str], tasks: list[str], rows: int | None, repeats: 
     return results
 
 
+def size_mb(folder: str) -> str:
+    return f"{(Path(folder) / 'model.onnx').stat().st_size / 1e6:,.1f} MB"
+
+
 def random_model(folder, shape: dict) -> None:
     """A randomly initialised model of the tiny config's vocabulary and `shape`, with the three competition heads."""
     torch.manual_seed(0)
@@ -173,13 +179,16 @@ def main() -> None:
     rows = 40 if args.smoke else None
     repeats = 1 if args.smoke else args.repeats
     folders = exports(model_dir, work / "exports")
+    sizes = {name: size_mb(folder) for name, folder in folders.items() if name != "torch"}
     quality = accuracy(folders, work, rows)
     fast = speed(folders, ["tnews", "ocnli"], rows, repeats, "trained" if not args.smoke else "tiny")
     if not args.smoke:  # smoke mode skips the two exports of a second model
         large = work / "large"
         random_model(large, LARGE)
-        fast += speed(exports(large, work / "large_exports"), ["tnews", "ocnli"], args.large_rows, repeats,
-                      "RoBERTa-large shape")
+        large_folders = exports(large, work / "large_exports")
+        sizes.update({f"RoBERTa-large shape {name}": size_mb(folder) for name, folder in large_folders.items()
+                      if name != "torch"})
+        fast += speed(large_folders, ["tnews", "ocnli"], args.large_rows, repeats, "RoBERTa-large shape")
     config = json.loads((model_dir / "config.json").read_text())
     text = header("ONNX Runtime: int8 against fp32 and PyTorch eager (CPU)", "python bench/onnx_speed.py"
                   + (f" --model_dir {args.model_dir}" if args.model_dir else ""))
@@ -195,6 +204,7 @@ def main() -> None:
              "embeddings too, a scale per tensor).\n\n")
     text += "Validation splits (the rows train.py holds out):\n\n" + table(quality, list(quality[0]))
     text += "\nSpeed (test B files; batches of 64, length-sorted; medians):\n\n" + table(fast, list(fast[0]))
+    text += "\nmodel.onnx: " + ", ".join(f"{name} {mb}" for name, mb in sizes.items()) + ".\n"
     write_section(results_path("onnx", args.smoke, args.out), text)
 
 
