@@ -319,7 +319,10 @@ def test_serve_py_serves_over_http_and_stops_on_ctrl_c(model_dir, predictor):
     """The real CLI on a free port (--port 0, read from its log), asked with curl as a user would."""
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "code" / "serve.py"), "--model", str(model_dir),
                                 "--port", "0", "--batch_wait_ms", "2"], stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               # Ctrl-C's default action, as in a terminal: a pytest-xdist worker ignores SIGINT, and
+                               # its children would inherit that (uvicorn's re-raised SIGINT would then be ignored)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         log = []
         for line in process.stderr:
