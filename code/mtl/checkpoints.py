@@ -100,7 +100,7 @@ def mark_complete(folder: str | Path) -> None:
     folder = Path(folder)
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MARKER_NAME):
-        _fsync(path)
+        fsync_file(path)
         files[str(path.relative_to(folder))] = path.stat().st_size
     tmp = folder / f".{MARKER_NAME}.tmp"
     with open(tmp, "w") as f:
@@ -108,7 +108,7 @@ def mark_complete(folder: str | Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, folder / MARKER_NAME)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def rotate(output_dir: str | Path, save_total_limit: Optional[int], keep: Optional[str] = None) -> None:
@@ -172,7 +172,7 @@ def _free_bytes(folder: str | Path) -> Optional[int]:
     return None
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -180,9 +180,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
-        _fsync(path)
+        fsync_file(path)
     except OSError:  # some filesystems cannot fsync a directory
         pass
 
@@ -268,12 +268,12 @@ def save_final_model(trainer) -> None:
         if trainer.args.should_save:
             for path in sorted(staging.iterdir()):
                 if path.is_file():
-                    _fsync(path)
+                    fsync_file(path)
                 target = output_dir / path.name
                 if path.is_dir() and target.is_dir():
                     shutil.rmtree(target)
                 os.replace(path, target)
-            _fsync_dir(output_dir)
+            fsync_dir(output_dir)
             staging.rmdir()
     if trainer.args.push_to_hub:
         trainer.push_to_hub(commit_message="Model save", revision=trainer.args.hub_revision)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from transformers import BertConfig
 
-from .checkpoints import disk_full_as_usage_error
+from .checkpoints import disk_full_as_usage_error, fsync_dir, fsync_file
 from .errors import UsageError
 from .model import BertMultiTaskModel, load_model
 from .onnx_backend import EXPORT_KEY, INPUT_NAMES, export_record, output_name
@@ -160,19 +160,10 @@ def _sibling(output_dir: Path, what: str) -> Path:
     return output_dir.parent / f".{output_dir.name}.export-{what}"
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems cannot fsync a directory
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(folder: Path) -> None:
-    for path in [*sorted(p for p in folder.rglob("*") if p.is_file()), folder]:
-        _fsync(path)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        fsync_file(path)
+    fsync_dir(folder)
 
 
 def _publish(staging: Path, output_dir: Path) -> None:
@@ -182,7 +173,7 @@ def _publish(staging: Path, output_dir: Path) -> None:
     if output_dir.exists():
         os.replace(output_dir, old)
     os.replace(staging, output_dir)
-    _fsync(output_dir.parent)
+    fsync_dir(output_dir.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
