@@ -18,6 +18,7 @@ from mtl.args import (
     ModelArguments,
     MultiTaskTrainingArguments,
     PredictionArguments,
+    check_model_settings,
     check_position_limit,
     check_writable_dirs,
     parse_cli,
@@ -86,6 +87,7 @@ def check_start_up(model_args: ModelArguments, data: DataSettings, training_args
                              "--cleaned_dir": data.cleaned_dir,
                              "--prediction_dir": prediction_args.prediction_dir if training_args.do_predict else None})
     check_position_limit(model_args, data.max_seq_length)
+    check_model_settings(model_args, training_args)
 
 
 def check_heads(model: str | None, task_names: list[str]) -> None:
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # ---- model ----
     model = load_model(model_args.model_name_or_path, model_args.config_name, [t.head(label2id[t.name]) for t in tasks],
-                       model_args.cache_dir, model_args.drop_other_heads, model_args.config_overrides)
+                       model_args.cache_dir, model_args.drop_other_heads, model_args.config_overrides,
+                       model_args.multi_sample_dropout)
     if training_args.do_train:  # predict.py truncates new texts as training did
         model.config.max_seq_length = data.max_seq_length
     # The priors are the train split's of the run that trains; evaluating or predicting keeps the model's own (a

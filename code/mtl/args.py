@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import BertConfig, HfArgumentParser, TrainingArguments
 
 from .cache import DataSettings
 from .errors import OneLineArgumentErrors, UsageError
-from .model import max_positions
+from .model import max_positions, override_config, refuse_multi_sample_dropout_without_rate
 from .paths import DEFAULT_TOKENIZER_DIR, resolve
-from .support import refuse_backends
+from .support import refuse_backends, refuse_without_dropout
 from .task_files import DEBUG_ROWS, ReadSettings
 from .task_mixing import STRATEGIES
 from .tasks import DEFAULT_TASKS, REGISTRY, Task, get_tasks
@@ -97,9 +97,13 @@ class ModelArguments:
     config_overrides: Optional[str] = field(default=None, metadata={"help": "Override config settings of the encoder before loading, e.g. 'hidden_dropout_prob=0,attention_probs_dropout_prob=0' (as HF run_mlm's option)."})
     freeze: bool = field(default=False, metadata={"help": "Freeze the encoder and train only the task heads (stage 2)."})
     logit_adjustment: Optional[float] = field(default=None, metadata={"help": "Post-hoc logit adjustment tau: at evaluation and prediction a task's logits are lowered by tau * log(class frequency in its train split), which predicts rare classes more often (Menon et al. 2021; macro-F1 weighs classes equally); 0 turns it off, 1 is the balanced-error choice. Saved in the model's config; by default a checkpoint's value is kept (0 for a new model)."})
+    multi_sample_dropout: Optional[int] = field(default=None, metadata={"help": "Multi-sample dropout (Inoue 2019) in every task head: in training the pooled vector goes through N dropout masks (rate: the config's classifier_dropout, else hidden_dropout_prob) and the loss is the mean of the N cross-entropies; inference uses the plain head. Saved in the model's config; by default a checkpoint's value is kept (1, off, for a new model)."})
     drop_other_heads: bool = field(default=False, metadata={"help": "Loading a multi-task checkpoint, drop its heads for tasks not in --tasks (by default they are kept, and saved with the model)."})
 
     def __post_init__(self):
+        if self.multi_sample_dropout is not None and self.multi_sample_dropout < 1:
+            raise UsageError(f"--multi_sample_dropout {self.multi_sample_dropout}: give a number of dropout samples "
+                             ">= 1 (1 turns it off; 5 is usual)")
         if self.logit_adjustment is not None and self.logit_adjustment < 0:
             raise UsageError(f"--logit_adjustment {self.logit_adjustment}: give a tau >= 0 (0 turns it off)")
 
@@ -111,6 +115,22 @@ def check_position_limit(model_args: ModelArguments, max_seq_length: int) -> Non
     if positions is not None and max_seq_length > positions:
         raise UsageError(f"--max_seq_length {max_seq_length} exceeds the model's {positions} position "
                          f"embeddings; use --max_seq_length {positions} or less")
+
+
+def check_model_settings(model_args: ModelArguments, training_args: "MultiTaskTrainingArguments") -> None:
+    """The settings that need the model's config (its dropout rates, after --config_overrides): multi-sample dropout
+    with a rate of 0, R-Drop with no dropout. Call it once the model's path is resolved, before anything is written."""
+    source = model_args.model_name_or_path or model_args.config_name
+    if not source or not (training_args.do_train and (training_args.rdrop_alpha or model_args.multi_sample_dropout)):
+        return
+    config_dict, _ = BertConfig.get_config_dict(source, cache_dir=model_args.cache_dir)
+    config = BertConfig(**{k: v for k, v in config_dict.items() if k not in ("model_type", "tasks")})
+    config.multi_sample_dropout = config_dict.get("multi_sample_dropout", 1)
+    override_config(config, model_args.config_overrides)
+    if model_args.multi_sample_dropout is not None:
+        config.multi_sample_dropout = model_args.multi_sample_dropout
+        refuse_multi_sample_dropout_without_rate(config)
+    refuse_without_dropout(training_args, config)
 
 
 @dataclass
@@ -147,6 +167,11 @@ class MultiTaskTrainingArguments(TrainingArguments):
     pad_to_multiple_of: Optional[int] = field(default=None, metadata={"help": "Pad every batch's width up to a multiple of this (e.g. 8 or 64): fewer shapes for --torch_compile, tensor-core friendly widths."})
     pcgrad: bool = field(default=False, metadata={"help": "PCGrad (Yu et al., 2020): each optimizer step takes one batch of every task and removes the conflicting components of the tasks' encoder gradients before summing them."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train from scratch even when output_dir holds checkpoints (by default training resumes from the last one, as run_glue.py)."})
+    adversarial: str = field(default="no", metadata={"help": "Adversarial training on the word embeddings: fgm (one step of size --adversarial_epsilon along the normalised embedding gradient; Miyato et al. 2017), pgd (--adversarial_steps projected steps inside that ball; Madry et al. 2018) or no. Each step's gradient adds the perturbed batch's to the clean one (docs/toolkit.md)."})
+    adversarial_epsilon: float = field(default=1.0, metadata={"help": "Size of the embedding perturbation (Frobenius norm over the embedding matrix; the 2020-era competition code's 1.0)."})
+    adversarial_steps: int = field(default=3, metadata={"help": "PGD's number of steps (each of size 2.5 * epsilon / steps, projected back into the epsilon ball; the last one's gradient is added)."})
+    rdrop_alpha: float = field(default=0.0, metadata={"help": "R-Drop (Liang et al. 2021): each training batch runs twice with different dropout masks (one forward of the doubled batch, one backward); the loss is their mean cross-entropy plus alpha times the symmetric KL divergence of their predictions. 0 turns it off; needs dropout in the model."})
+    layerwise_lr_decay: float = field(default=1.0, metadata={"help": "Layer-wise learning-rate decay: the task heads get --learning_rate, encoder layer i of L gets lr * decay^(L - i) (the top layer decay^1), the embeddings lr * decay^(L + 1). 1 turns it off; 0.95 is usual for BERT-large."})
 
     def __post_init__(self):
         # On a machine without CUDA, train on the CPU explicitly: accelerate then sets up a gloo process group
@@ -170,6 +195,7 @@ class MultiTaskTrainingArguments(TrainingArguments):
                              "group_by_length (the task sampler makes the batches)")
         if not self.task_sampling_temperature > 0 or (self.task_sampling_cap is not None and self.task_sampling_cap < 1):
             raise UsageError("--task_sampling_temperature must be > 0 and --task_sampling_cap at least 1")
+        check_toolkit_flags(self)
         if isinstance(self.resume_from_checkpoint, str) and self.resume_from_checkpoint.lower() in ("true", "false"):
             # HF's `Trainer.train(resume_from_checkpoint=True)` means the last checkpoint in output_dir
             self.resume_from_checkpoint = True if self.resume_from_checkpoint.lower() == "true" else None
@@ -181,6 +207,21 @@ class MultiTaskTrainingArguments(TrainingArguments):
             super().__post_init__()
         except ValueError as err:  # transformers' own checks of the arguments (UsageError is one of them)
             raise UsageError(" ".join(str(err).split())) from None
+
+
+def check_toolkit_flags(args: "MultiTaskTrainingArguments") -> None:
+    """Adversarial training, R-Drop and layer-wise decay: values in range (one line each)."""
+    if args.adversarial not in ("no", "fgm", "pgd"):
+        raise UsageError(f"--adversarial {args.adversarial}: use fgm, pgd or no")
+    if not args.adversarial_epsilon > 0:
+        raise UsageError(f"--adversarial_epsilon {args.adversarial_epsilon}: must be > 0 (e.g. 1.0)")
+    if args.adversarial_steps < 1:
+        raise UsageError(f"--adversarial_steps {args.adversarial_steps}: must be at least 1 (e.g. 3)")
+    if not args.rdrop_alpha >= 0:
+        raise UsageError(f"--rdrop_alpha {args.rdrop_alpha}: must be >= 0 (0 turns R-Drop off; 1 to 5 are usual)")
+    if not 0 < args.layerwise_lr_decay <= 1:
+        raise UsageError(f"--layerwise_lr_decay {args.layerwise_lr_decay}: must be in (0, 1] (1 turns it off; 0.95 "
+                         "is usual)")
 
 
 def check_training_length(args: TrainingArguments) -> None:

@@ -7,6 +7,7 @@ Auto class refuses the directory instead of building a BERT with a fresh random 
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from typing import Any, Optional
@@ -47,6 +48,14 @@ class AttentionClassifier(nn.Module):
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.attention(hidden_states, attention_mask))
 
+    def sampled_logits(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, samples: int,
+                       rate: float) -> torch.Tensor:
+        """Multi-sample dropout (Inoue 2019): the pooled vector through `samples` dropout masks, each classified;
+        (samples, batch, classes). The attention pooling runs once: the samples differ only after it."""
+        pooled = self.attention(hidden_states, attention_mask)
+        return torch.stack([self.classifier(nn.functional.dropout(pooled, rate, training=True))
+                            for _ in range(samples)])
+
 
 class BertMultiTaskConfig(BertConfig):
     """BERT's config plus one record per task (`tasks`, TaskHead: labels and their readable names, the text columns
@@ -56,8 +65,9 @@ class BertMultiTaskConfig(BertConfig):
     model_type = "bert_multitask"
 
     def __init__(self, tasks: Optional[list[TaskHead | dict]] = None, max_seq_length: Optional[int] = None,
-                 logit_adjustment: float = 0.0, **kwargs):
+                 logit_adjustment: float = 0.0, multi_sample_dropout: int = 1, **kwargs):
         super().__init__(**kwargs)
+        self.multi_sample_dropout = int(multi_sample_dropout)  # dropout samples per head in training; 1: off
         # config.json holds each record as a dict; from_pretrained hands them back as such
         self.tasks = [t if isinstance(t, TaskHead) else TaskHead(**t) for t in tasks or []]
         self.max_seq_length = max_seq_length
@@ -139,10 +149,18 @@ class BertMultiTaskModel(BertPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.encode(input_ids, attention_mask, token_type_ids)
-        logits = self.head_logits(hidden, attention_mask, int(task_id))
         loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits.float(), labels.view(-1))
+        if self.training and self.config.multi_sample_dropout > 1:
+            head = self.heads[self.config.tasks[int(task_id)].name]
+            sampled = head.sampled_logits(hidden, attention_mask, self.config.multi_sample_dropout,
+                                          multi_sample_dropout_rate(self.config))
+            logits = sampled.mean(0)
+            if labels is not None:  # the mean of the samples' losses, as Inoue's
+                loss = torch.stack([nn.functional.cross_entropy(s.float(), labels.view(-1)) for s in sampled]).mean()
+        else:
+            logits = self.head_logits(hidden, attention_mask, int(task_id))
+            if labels is not None:
+                loss = nn.functional.cross_entropy(logits.float(), labels.view(-1))
         if not self.training:
             logits = self.adjust_logits(logits, int(task_id))
         return SequenceClassifierOutput(loss=loss, logits=logits)
@@ -170,6 +188,20 @@ class BertMultiTaskModel(BertPreTrainedModel):
         return (logits.float() - tau * log_prior).to(logits.dtype)
 
 
+def multi_sample_dropout_rate(config: BertConfig) -> float:
+    """The dropout rate of the multi-sample heads: the config's classifier_dropout, else hidden_dropout_prob (as HF's
+    sequence-classification heads choose theirs)."""
+    rate = getattr(config, "classifier_dropout", None)
+    return float(config.hidden_dropout_prob if rate is None else rate)
+
+
+def refuse_multi_sample_dropout_without_rate(config: BertMultiTaskConfig) -> None:
+    if config.multi_sample_dropout > 1 and multi_sample_dropout_rate(config) == 0:
+        raise UsageError(f"--multi_sample_dropout {config.multi_sample_dropout} needs a dropout rate, and the model's "
+                         "classifier_dropout (else hidden_dropout_prob) is 0: give one, e.g. --config_overrides "
+                         "classifier_dropout=0.3")
+
+
 def max_positions(model_name_or_path: Optional[str], config_name: Optional[str], cache_dir: Optional[str] = None) -> Optional[int]:
     """The longest input the model's position embeddings allow, read from its config (None: no model given)."""
     source = model_name_or_path or config_name
@@ -181,7 +213,7 @@ def max_positions(model_name_or_path: Optional[str], config_name: Optional[str],
 
 def load_model(model_name_or_path: Optional[str], config_name: Optional[str], heads: list[TaskHead],
                cache_dir: Optional[str] = None, drop_other_heads: bool = False,
-               config_overrides: Optional[str] = None) -> BertMultiTaskModel:
+               config_overrides: Optional[str] = None, multi_sample_dropout: Optional[int] = None) -> BertMultiTaskModel:
     """A model with a head for each of `heads`, from one of three sources, as in the HF examples.
 
     - a saved multi-task checkpoint: encoder and heads restored; a task it has no head for gets a new one
@@ -193,6 +225,7 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], he
     A local directory is read from disk only; a hub id is fetched only when it is not a local path.
     `config_overrides`: "key=value,..." applied to the encoder's config before loading (HF run_mlm's option), e.g.
     "hidden_dropout_prob=0,attention_probs_dropout_prob=0"; a key the config does not have is an error.
+    `multi_sample_dropout`: dropout samples per head in training (None: the checkpoint's, 1 for a new model).
     """
     source = model_name_or_path or config_name
     if not source:
@@ -204,6 +237,9 @@ def load_model(model_name_or_path: Optional[str], config_name: Optional[str], he
     _refuse_parallel_lists(config_dict, source)
     config = _config_from(config_dict)
     override_config(config, config_overrides)
+    if multi_sample_dropout is not None:
+        config.multi_sample_dropout = multi_sample_dropout
+        refuse_multi_sample_dropout_without_rate(config)
     config.tasks = _with_heads(config.tasks, heads, drop_other_heads, source)
     if model_name_or_path:
         return BertMultiTaskModel.from_pretrained(model_name_or_path, config=config, cache_dir=cache_dir)
@@ -214,8 +250,21 @@ def override_config(config: BertConfig, overrides: Optional[str]) -> None:
     """--config_overrides "key=value,..." (HF run_mlm's option) applied to `config`; a bad one is a UsageError."""
     if not overrides:
         return
+    # transformers' update_from_string cannot set a key whose value is None (e.g. BERT's classifier_dropout): such
+    # keys take the value as JSON (a number, true/false), else as a string
+    typed = []
+    for item in overrides.split(","):
+        key, sep, value = item.partition("=")
+        if sep and hasattr(config, key) and getattr(config, key) is None:
+            try:
+                setattr(config, key, json.loads(value))
+            except json.JSONDecodeError:
+                setattr(config, key, value)
+        else:
+            typed.append(item)
     try:
-        config.update_from_string(overrides)
+        if typed:
+            config.update_from_string(",".join(typed))
     except ValueError as error:
         raise UsageError(f"--config_overrides {overrides!r}: {error}") from None
 

@@ -41,6 +41,14 @@ def refuse_unsupported(args: TrainingArguments, *, freeze: bool) -> None:
     if args.fp16 and not torch.cuda.is_available():
         # accelerate runs fp16 on the CPU without autocast or a loss scaler: it would train in fp32 while saying fp16.
         raise UsageError("--fp16 needs a CUDA GPU (on the CPU it would silently train in fp32); use --bf16 on the CPU")
+    if args.adversarial != "no":
+        if freeze:
+            raise UsageError(f"--adversarial {args.adversarial} perturbs the word embeddings along their gradient, and "
+                             "--freeze freezes the encoder: drop --adversarial for a heads-only stage")
+        if args.pcgrad:
+            # PCGrad's surgery runs its own backward per task; an attack would need one per task as well
+            raise UsageError(f"--adversarial {args.adversarial} does not combine with --pcgrad (each takes the step's "
+                             "backward passes in its own way): drop one of them")
     if args.pcgrad:
         if freeze:
             raise UsageError("--pcgrad projects the tasks' encoder gradients, and --freeze freezes the encoder: "
@@ -54,3 +62,18 @@ def refuse_unsupported(args: TrainingArguments, *, freeze: bool) -> None:
         if args.task_sampling != "proportional":
             raise UsageError(f"--pcgrad takes one batch of every task per step (uniform by construction); it does "
                              f"not combine with --task_sampling {args.task_sampling}: drop one of them")
+
+
+def refuse_without_dropout(args: TrainingArguments, config) -> None:
+    """R-Drop compares two dropout passes: a model with no dropout anywhere makes them equal (a KL term of 0, twice
+    the compute for nothing). `config`: the model's (a BertMultiTaskConfig, or a BertConfig with the run's
+    multi_sample_dropout set)."""
+    if not args.rdrop_alpha:
+        return
+    from .model import multi_sample_dropout_rate  # here, not at the top: args.py imports this module early
+
+    heads = getattr(config, "multi_sample_dropout", 1) > 1 and multi_sample_dropout_rate(config) > 0
+    if not (config.hidden_dropout_prob > 0 or config.attention_probs_dropout_prob > 0 or heads):
+        raise UsageError(f"--rdrop_alpha {args.rdrop_alpha:g} compares two dropout passes, and the model has no dropout "
+                         "(hidden_dropout_prob and attention_probs_dropout_prob are 0): give it some, e.g. "
+                         "--config_overrides hidden_dropout_prob=0.1, or drop --rdrop_alpha")

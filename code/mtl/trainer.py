@@ -26,15 +26,18 @@ from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput, denumpify_detensorize
 
 from . import checkpoints
+from .adversarial import adversarial_step
 from .args import MultiTaskTrainingArguments
 from .data import MultiTaskBatchSampler, MultiTaskDataset
 from .ema import EMATrainerMixin
 from .errors import UsageError
 from .labels import IGNORE_LABEL
+from .llrd import layerwise_groups
 from .metrics import format_scores, split_by_task, task_scores
 from .model import head_names
 from .pcgrad import TaskGroupBatchSampler, TaskGroupCollator, pcgrad_backward
-from .support import refuse_unsupported
+from .rdrop import rdrop_inputs, symmetric_kl
+from .support import refuse_unsupported, refuse_without_dropout
 from .task_mixing import mixing_for, proportional_mixing
 
 logger = logging.getLogger(__name__)
@@ -74,7 +77,9 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
         self.task_loss_weights = parse_task_loss_weights(self.args.task_loss_weights, self.task_names)
         # per-task training loss (unweighted cross-entropy) since the last log: sums and batch counts, on the device
         self._task_loss_stats: Optional[torch.Tensor] = None
+        self._record_task_loss = True  # off for the extra passes of adversarial training
         refuse_unsupported(self.args, freeze=not any(p.requires_grad for p in module.bert.parameters()))
+        refuse_without_dropout(self.args, module.config)
         self._eval_model: Optional[torch.nn.Module] = None  # the model evaluation-only runs prepare (see there)
 
     # ---- data -------------------------------------------------------------------------------------------
@@ -125,8 +130,14 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
         DDP each micro-batch keeps its own task's weight, so a weight means the same with any number of
         processes or accumulation steps. `task_id` is a Python int: picking the weight costs no device sync."""
         task_id = inputs["task_id"]
+        rdrop = model.training and self.args.rdrop_alpha > 0
+        if rdrop:  # both dropout passes in one forward of the doubled batch
+            inputs = rdrop_inputs(inputs)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if model.training:
+        if rdrop:  # the model's loss is already the mean cross-entropy of the two halves
+            first, second = outputs.logits.float().chunk(2)
+            loss = loss + self.args.rdrop_alpha * symmetric_kl(first, second)
+        if model.training and self._record_task_loss:
             if self._task_loss_stats is None:
                 self._task_loss_stats = torch.zeros(2, len(self.task_names), device=loss.device)
             self._task_loss_stats[0, task_id] += loss.detach().float()
@@ -139,6 +150,8 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The Trainer's step, or with --pcgrad one PCGrad step over the step's task batches (mtl/pcgrad.py)."""
+        if self.args.adversarial != "no":
+            return self._adversarial_training_step(model, inputs, num_items_in_batch)
         if not self.args.pcgrad:
             return super().training_step(model, inputs, num_items_in_batch)
         model.train()
@@ -158,6 +171,43 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
         mean = functools.partial(self.accelerator.reduce, reduction="mean") if self.args.world_size > 1 else None
         return pcgrad_backward(shared, tasks, torch.Generator().manual_seed(self.args.seed + self.state.global_step),
                                self.accelerator.scaler, mean)
+
+    def _adversarial_training_step(self, model: torch.nn.Module, inputs: dict[str, Any],
+                                   num_items_in_batch: Optional[torch.Tensor]) -> torch.Tensor:
+        """--adversarial fgm|pgd (mtl/adversarial.py): the Trainer's own step on the clean batch, then again with
+        the word embeddings perturbed (its loss not logged); the returned loss is the clean one."""
+        module = self.accelerator.unwrap_model(model, keep_torch_compile=False)
+        inputs = self._prepare_inputs(inputs)
+        trainer_step = functools.partial(Trainer.training_step, self, model, inputs, num_items_in_batch)
+
+        def adversarial_pass() -> torch.Tensor:
+            self._record_task_loss = False
+            try:
+                return trainer_step()
+            finally:
+                self._record_task_loss = True
+
+        def inner_loss() -> torch.Tensor:
+            self._record_task_loss = False
+            try:
+                with self.compute_loss_context_manager():
+                    return self.compute_loss(module, inputs)
+            finally:
+                self._record_task_loss = True
+
+        mean = functools.partial(self.accelerator.reduce, reduction="mean") if self.args.world_size > 1 else None
+        return adversarial_step(module.bert.embeddings.word_embeddings.weight, trainer_step, adversarial_pass,
+                                inner_loss, method=self.args.adversarial, epsilon=self.args.adversarial_epsilon,
+                                steps=self.args.adversarial_steps, mean=mean)
+
+    def create_optimizer(self, model: Optional[torch.nn.Module] = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer; with --layerwise_lr_decay its parameter groups split by depth (mtl/llrd.py),
+        before the scheduler is built from their learning rates."""
+        optimizer = super().create_optimizer(model)
+        if self.args.layerwise_lr_decay != 1.0:
+            module = self.model if model is None else model
+            optimizer.param_groups[:] = layerwise_groups(optimizer.param_groups, module, self.args.layerwise_lr_decay)
+        return optimizer
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         """Training logs also get `loss_{task}`: each task's mean unweighted loss since the last log, over all
