@@ -249,3 +249,33 @@ def test_rdrop_runs_when_only_the_heads_have_dropout(tmp_path, small_data_dir):
     train.main(run_args(tmp_path, small_data_dir, "--rdrop_alpha", "1", "--multi_sample_dropout", "2",
                         "--config_overrides", "hidden_dropout_prob=0,attention_probs_dropout_prob=0,classifier_dropout=0.2"))
     assert (tmp_path / "out" / "run" / "model.safetensors").exists()
+
+
+
+@pytest.mark.slow
+def test_attack_under_ddp_equals_one_process_with_the_whole_batch():
+    """Each process's direction is its shard's gradient averaged over the processes: the perturbation, and so the
+    step, is the one a single process computing the whole batch takes (FGM and PGD; tests/ddp_attack_worker.py)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from ddp_attack_worker import METHODS, attack, worker
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in processes:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in processes)
+    for p in processes:
+        p.join(60)
+    for method in METHODS:
+        whole = attack(method)
+        for rank in (0, 1):
+            for name in whole:
+                torch.testing.assert_close(torch.from_numpy(results[rank][method][name]), whole[name], rtol=1e-5,
+                                           atol=1e-6, msg=f"{method}, rank {rank}, {name}")
