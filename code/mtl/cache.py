@@ -68,6 +68,8 @@ def fingerprint(task: Task, files: TaskFiles, tokenizer: PreTrainedTokenizerBase
         "max_seq_length": settings.max_seq_length,
         "train_val_split_ratio": settings.reading.split_ratio,
         "split_seed": settings.reading.split_seed,
+        "num_folds": settings.reading.num_folds,
+        "fold": settings.reading.fold,
         "max_train_samples": settings.max_train_samples,
         "predict_test": predict_test_name(task, settings.predict_test),
         "debug": settings.reading.debug,
