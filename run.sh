@@ -90,13 +90,13 @@ if [ -n "$FOLDS" ]; then
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" "${fold[@]}" --output_dir "$dir/stage1" \
       --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
-    echo "run.sh: [4/5] fold $k of $FOLDS, stage 2: encoder frozen, heads trained -> $dir/stage2"
+    # The final model's out-of-fold predictions (--do_eval) and test B probabilities (--do_predict) in its own folder,
+    # where code/ensemble.py finds both.
+    echo "run.sh: [4/5] fold $k of $FOLDS, stage 2: encoder frozen, heads trained; test B -> $dir/stage2"
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$dir/stage1" "${data[@]}" "${fold[@]}" \
-      --output_dir "$dir/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS
-    echo "run.sh: [4/5] fold $k of $FOLDS: out-of-fold predictions and test B probabilities -> $dir/stage2"
-    "${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$dir/stage2" "${data[@]}" "${fold[@]}" --test_b \
-      --output_dir "$dir/stage2" --prediction_dir "$dir/stage2" --do_eval --do_predict >/dev/null
+      --output_dir "$dir/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS \
+      --test_b --do_predict --prediction_dir "$dir/stage2"
   done
   echo "run.sh: [5/5] the $FOLDS fold models' ensemble ($ENSEMBLE_WEIGHTS weights) -> $PREDICTION_DIR"
   fold_dirs=()

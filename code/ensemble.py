@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 from typing import Optional
 
-from mtl.args import check_writable_dirs, tasks_of
 from mtl.atomic_write import write_text_atomic
 from mtl.ensemble import WEIGHTINGS, Metric, Run, TaskEnsemble, ensemble_task, load_run
 from mtl.errors import ArgumentParser, UsageError, run_cli
@@ -49,7 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def metrics_for(names: list[str], tasks: Optional[str]) -> dict[str, Metric]:
-    specs = {t.name: t for t in (tasks_of(tasks) if tasks else REGISTRY.values())}
+    if tasks:
+        from mtl.args import tasks_of  # here: mtl.args imports torch and transformers, seconds this CLI rarely needs
+
+        specs = {t.name: t for t in tasks_of(tasks)}
+    else:
+        specs = dict(REGISTRY)
     metrics = {}
     for name in names:
         if name in specs:
@@ -77,11 +82,28 @@ def scores_table(results: list[TaskEnsemble], runs: list[Run], title: str) -> st
     return "\n".join(lines)
 
 
+def write_ensemble(results: list[TaskEnsemble], out_dir: Path, runs: list[str], weights: str,
+                   metrics: dict[str, Metric]) -> None:
+    """The prediction files and submit.zip, the ensemble's probabilities and pooled out-of-fold file, ensemble.json."""
+    files = []
+    for r in results:
+        logger.info("%s: %d run(s), weights %s", r.task, len(r.members), ", ".join(f"{w:.4f}" for w in r.weights))
+        files.append(write_prediction_file(r.task, r.test.ids, [r.test.labels[k] for k in r.test.label_ids()], out_dir))
+        write_probabilities(probs_path(out_dir, r.task), r.test)
+        if r.oof is not None:
+            write_probabilities(oof_path(out_dir, r.task), r.oof)
+    zip_path = write_submission_zip(files, out_dir / SUBMISSION_ZIP)
+    summary = {"weights": weights, "runs": runs,
+               "tasks": {r.task: {"runs": r.members, "weights": r.weights, "run_scores": r.member_scores,
+                                  "metric": metrics[r.task][0], "oof_score": r.score} for r in results}}
+    write_text_atomic(out_dir / SUMMARY, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
+
+
 def main(argv: list[str] | None = None) -> list[TaskEnsemble]:
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     out_dir = resolve(args.output_dir)
-    check_writable_dirs({"--output_dir": out_dir})
     names = [str(resolve(r)) for r in args.runs]
     twice = next((r for r, n in zip(args.runs, names) if names.count(n) > 1), None)
     if twice is not None:
@@ -94,19 +116,12 @@ def main(argv: list[str] | None = None) -> list[TaskEnsemble]:
     # every check (ids, labels, out-of-fold files) before the first file is written
     results = [ensemble_task(task, runs, args.weights, metrics[task]) for task in task_names]
 
-    files = []
-    for r in results:
-        logger.info("%s: %d run(s), weights %s", r.task, len(r.members), ", ".join(f"{w:.4f}" for w in r.weights))
-        files.append(write_prediction_file(r.task, r.test.ids, [r.test.labels[k] for k in r.test.label_ids()], out_dir))
-        write_probabilities(probs_path(out_dir, r.task), r.test)
-        if r.oof is not None:
-            write_probabilities(oof_path(out_dir, r.task), r.oof)
-    zip_path = write_submission_zip(files, out_dir / SUBMISSION_ZIP)
-    summary = {"weights": args.weights, "runs": args.runs,
-               "tasks": {r.task: {"runs": r.members, "weights": r.weights, "run_scores": r.member_scores,
-                                  "metric": metrics[r.task][0], "oof_score": r.score} for r in results}}
-    write_text_atomic(out_dir / SUMMARY, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-    logger.info("wrote %s and %s", ", ".join(str(f) for f in files), zip_path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_ensemble(results, out_dir, args.runs, args.weights, metrics)
+    except OSError as err:  # an unwritable --output_dir fails at its first file: nothing is half-written
+        raise UsageError(f"--output_dir {args.output_dir}: cannot be written ({err.strerror}); give a directory "
+                         "you can write to") from None
     title = "macro-F1" if all(m == "macro_f1" for m, _ in metrics.values()) else "score"
     print(scores_table(results, runs, title) if any(r.score is not None for r in results) else
           "ensemble.py: no out-of-fold predictions among the runs (oof/ beside their probabilities): no score")

@@ -5,15 +5,18 @@ import json
 import logging
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic_write import atomic_path, write_text_atomic
-from .data import SingleTaskDataset
 from .errors import UsageError
 from .table import Table
 from .task_files import pseudo_file_name
 from .tasks import Task
 from .tianchi_tsv import write_tsv
-from .trainer import TaskPrediction
+
+if TYPE_CHECKING:  # annotations only: code/ensemble.py writes submissions without importing torch and transformers
+    from .data import SingleTaskDataset
+    from .trainer import TaskPrediction
 
 logger = logging.getLogger(__name__)
 
