@@ -64,11 +64,13 @@ stage2=(${STAGE2_EPOCHS:+--num_train_epochs "$STAGE2_EPOCHS"})
 data=(--data_dir "$DATA_DIR" --data_save_dir "$OUTPUT_DIR" --cleaned_dir "$OUTPUT_DIR"
       ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"})
 
-echo "run.sh: [1/5] preprocess"
-# With FOLDS each fold has caches of its own ($OUTPUT_DIR/fold{k}/, a later --data_save_dir overrides data's): fold 0's
-# are built here, the others' by their stage 1.
-"$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}" \
-  ${FOLDS:+--num_folds "$FOLDS" --fold 0 --data_save_dir "$OUTPUT_DIR/fold0"}  # the profile's data arguments (max_seq_length)
+if [ -n "$FOLDS" ]; then
+  # each fold has caches of its own ($OUTPUT_DIR/fold{k}/: a later --data_save_dir overrides data's)
+  echo "run.sh: [1/5] preprocess: each fold's stage 1 builds its caches"
+else
+  echo "run.sh: [1/5] preprocess"
+  "$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}"  # the profile's data arguments (max_seq_length)
+fi
 
 if [ "$profile" = demo ] && [ -n "${PRETRAIN_EPOCHS:-}" ]; then
   if [ -f "$MODEL/model.safetensors" ]; then
