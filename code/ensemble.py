@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> list[TaskEnsemble]:
     twice = next((r for r, n in zip(args.runs, names) if names.count(n) > 1), None)
     if twice is not None:
         raise UsageError(f"{twice}: given twice; each run counts once")
+    if any(out_dir == (Path(n) if Path(n).is_dir() else Path(n).parent) for n in names):  # its files would be replaced
+        raise UsageError(f"--output_dir {args.output_dir} holds one of the runs; give the ensemble a directory of its own")
     runs = [load_run(resolve(r), r) for r in args.runs]
     found = list(dict.fromkeys(task for run in runs for task in run.probs))
     bundled = list(REGISTRY)  # the competition's three first, as train.py orders them

@@ -133,6 +133,7 @@ def test_other_mistakes_are_one_line(folds, tmp_path):
     shutil.copytree(folds[1], no_oof, ignore=shutil.ignore_patterns("oof"))
     out = str(tmp_path / "out")
     assert "--weights oof: " in refused(str(folds[0]), str(no_oof), "--output_dir", out, "--weights", "oof")
+    assert "holds one of the runs" in refused(str(folds[0]), str(folds[1]), "--output_dir", str(folds[1]))
     assert "given twice" in refused(str(folds[0]), str(folds[0]) + "/", "--output_dir", out)
     assert "holds no TASK_probs.csv file" in refused(str(tmp_path), "--output_dir", out)
     assert "no such file or directory" in refused(str(tmp_path / "missing"), "--output_dir", out)
