@@ -87,7 +87,8 @@ fi
 if [ -n "$FOLDS" ]; then
   for ((k = 0; k < FOLDS; k++)); do
     dir=$OUTPUT_DIR/fold$k
-    fold=(--num_folds "$FOLDS" --fold "$k" --data_save_dir "$dir")
+    # --test_b in both stages: the fold's one cache holds test B, which stage 2 predicts
+    fold=(--num_folds "$FOLDS" --fold "$k" --data_save_dir "$dir" --test_b)
     echo "run.sh: [3/5] fold $k of $FOLDS, stage 1: full fine-tuning -> $dir/stage1"
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" "${fold[@]}" --output_dir "$dir/stage1" \
@@ -98,7 +99,7 @@ if [ -n "$FOLDS" ]; then
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$dir/stage1" "${data[@]}" "${fold[@]}" \
       --output_dir "$dir/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS \
-      --test_b --do_predict --prediction_dir "$dir/stage2"
+      --do_predict --prediction_dir "$dir/stage2"
   done
   echo "run.sh: [5/5] the $FOLDS fold models' ensemble ($ENSEMBLE_WEIGHTS weights) -> $PREDICTION_DIR"
   fold_dirs=()

@@ -175,6 +175,7 @@ def test_folds_through_run_sh(tmp_path, short_data_dir, tiny_bert):
                EXTRA_ARGS="--max_steps 3 --per_device_train_batch_size 8 --disable_tqdm true")
     result = subprocess.run(["bash", str(REPO_ROOT / "run.sh")], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "is stale; rebuilding" not in result.stderr  # one cache per fold, built by stage 1, used by stage 2
     table = result.stdout.split("the ensemble's out-of-fold score")[1].splitlines()
     assert table[1].startswith("| out-of-fold macro-F1 | ocnli | ocemotion | tnews | avg |")
     assert [row.split(" | ")[0] for row in table[3:6]] == [f"| {tmp_path}/user_data/fold{k}/stage2" for k in (0, 1)] + [
