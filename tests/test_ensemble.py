@@ -134,6 +134,10 @@ def test_other_mistakes_are_one_line(folds, tmp_path):
     out = str(tmp_path / "out")
     assert "--weights oof: " in refused(str(folds[0]), str(no_oof), "--output_dir", out, "--weights", "oof")
     assert "holds one of the runs" in refused(str(folds[0]), str(folds[1]), "--output_dir", str(folds[1]))
+    debug = tmp_path / "debug"
+    shutil.copytree(folds[1], debug)
+    (debug / "submit.zip").rename(debug / "submit_PARTIAL_debug.zip")
+    assert "a --debug run's predictions" in refused(str(folds[0]), str(debug / "tnews_probs.csv"), "--output_dir", out)
     assert "given twice" in refused(str(folds[0]), str(folds[0]) + "/", "--output_dir", out)
     assert "holds no TASK_probs.csv file" in refused(str(tmp_path), "--output_dir", out)
     assert "no such file or directory" in refused(str(tmp_path / "missing"), "--output_dir", out)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import UsageError
 from .metrics import task_scores
+from .outputs import PARTIAL_ZIP
 from .probabilities import (
     OOF_DIR,
     OOF_SUFFIX,
@@ -47,6 +48,10 @@ class TaskEnsemble:
 
 
 def load_run(path: Path, name: str) -> Run:
+    folder = path if path.is_dir() else path.parent
+    if (folder / PARTIAL_ZIP).is_file():
+        raise UsageError(f"{name}: a --debug run's predictions (its folder holds {PARTIAL_ZIP}: the first rows of "
+                         "each test file only); an ensemble of it would be no submission: predict without --debug")
     if path.is_dir():
         probs = {p.task: p for p in map(read_probabilities, sorted(path.glob(f"*{PROBS_SUFFIX}")))}
         if not probs:
