@@ -6,6 +6,7 @@
 #   PROFILE=demo STAGE1_EPOCHS=1 OUTPUT_DIR=/tmp/run bash run.sh
 #   PRETRAIN_EPOCHS=0.3 bash run.sh               # demo with an encoder pretrained from scratch instead of the bundled one
 #   NPROC=4 bash run.sh                           # data-parallel over 4 processes (default: one per GPU; gloo on a CPU machine)
+#   FOLDS=5 bash run.sh                           # 5 fold models (stages 1 and 2 each), their ensemble's test B submission
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -14,6 +15,12 @@ OUTPUT_DIR=${OUTPUT_DIR:-user_data}
 PREDICTION_DIR=${PREDICTION_DIR:-prediction_result}
 DATA_DIR=${DATA_DIR:-tcdata}
 EXTRA_ARGS=${EXTRA_ARGS:-}   # appended to both training stages, e.g. "--bf16 true --report_to tensorboard"
+FOLDS=${FOLDS:-}  # K >= 2: K-fold training (--num_folds K --fold k) into $OUTPUT_DIR/fold{k}/, then code/ensemble.py
+ENSEMBLE_WEIGHTS=${ENSEMBLE_WEIGHTS:-equal}  # with FOLDS: equal, or oof (each fold weighted by its validation score)
+if [ -n "$FOLDS" ] && ! { [[ "$FOLDS" =~ ^[0-9]+$ ]] && [ "$FOLDS" -ge 2 ]; }; then
+  echo "run.sh: error: FOLDS=$FOLDS: give a number of folds of 2 or more (or leave FOLDS unset for one model)" >&2
+  exit 1
+fi
 # Processes per node for training and prediction (torchrun): by default one per visible GPU (train.py refuses
 # several GPUs in one process, which would be nn.DataParallel), 1 without CUDA. Each process takes the profile's
 # per-device batch, so N GPUs train with N times the global batch.
@@ -57,8 +64,13 @@ stage2=(${STAGE2_EPOCHS:+--num_train_epochs "$STAGE2_EPOCHS"})
 data=(--data_dir "$DATA_DIR" --data_save_dir "$OUTPUT_DIR" --cleaned_dir "$OUTPUT_DIR"
       ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"})
 
-echo "run.sh: [1/5] preprocess"
-"$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}"  # the profile's data arguments (max_seq_length)
+if [ -n "$FOLDS" ]; then
+  # each fold has caches of its own ($OUTPUT_DIR/fold{k}/: a later --data_save_dir overrides data's)
+  echo "run.sh: [1/5] preprocess: each fold's stage 1 builds its caches"
+else
+  echo "run.sh: [1/5] preprocess"
+  "$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}"  # the profile's data arguments (max_seq_length)
+fi
 
 if [ "$profile" = demo ] && [ -n "${PRETRAIN_EPOCHS:-}" ]; then
   if [ -f "$MODEL/model.safetensors" ]; then
@@ -70,6 +82,36 @@ if [ "$profile" = demo ] && [ -n "${PRETRAIN_EPOCHS:-}" ]; then
   fi
 else
   echo "run.sh: [2/5] $profile: fine-tuning the pretrained encoder $MODEL"
+fi
+
+if [ -n "$FOLDS" ]; then
+  for ((k = 0; k < FOLDS; k++)); do
+    dir=$OUTPUT_DIR/fold$k
+    # --test_b in both stages: the fold's one cache holds test B, which stage 2 predicts
+    fold=(--num_folds "$FOLDS" --fold "$k" --data_save_dir "$dir" --test_b)
+    echo "run.sh: [3/5] fold $k of $FOLDS, stage 1: full fine-tuning -> $dir/stage1"
+    # shellcheck disable=SC2086
+    "${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" "${fold[@]}" --output_dir "$dir/stage1" \
+      --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
+    # The final model's out-of-fold predictions (--do_eval) and test B probabilities (--do_predict) in its own folder,
+    # where code/ensemble.py finds both.
+    echo "run.sh: [4/5] fold $k of $FOLDS, stage 2: encoder frozen, heads trained; test B -> $dir/stage2"
+    # shellcheck disable=SC2086
+    "${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$dir/stage1" "${data[@]}" "${fold[@]}" \
+      --output_dir "$dir/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS \
+      --do_predict --prediction_dir "$dir/stage2"
+  done
+  echo "run.sh: [5/5] the $FOLDS fold models' ensemble ($ENSEMBLE_WEIGHTS weights) -> $PREDICTION_DIR"
+  fold_dirs=()
+  for ((k = 0; k < FOLDS; k++)); do fold_dirs+=("$OUTPUT_DIR/fold$k/stage2"); done
+  scores=$("$PYTHON" code/ensemble.py "${fold_dirs[@]}" --output_dir "$PREDICTION_DIR" --weights "$ENSEMBLE_WEIGHTS")
+  echo
+  echo "run.sh: done in $((SECONDS - start)) s, profile '$profile', $FOLDS folds, $NPROC process(es). Each fold's score on its"
+  echo "        validation fold, and the ensemble's out-of-fold score (every train row scored by the fold that held it out):"
+  echo "$scores"
+  echo "run.sh: wrote $PREDICTION_DIR/{ocnli,ocemotion,tnews}_predict.json, $PREDICTION_DIR/submit.zip (the ensemble's),"
+  echo "        fold models in $OUTPUT_DIR/fold{0..$((FOLDS - 1))}/stage{1,2}, their out-of-fold predictions in .../stage2/oof"
+  exit 0
 fi
 
 echo "run.sh: [3/5] stage 1: full fine-tuning"

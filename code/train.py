@@ -11,6 +11,7 @@ from typing import Any
 
 import transformers
 from transformers import set_seed
+from transformers.trainer_utils import IntervalStrategy
 
 from mtl.args import (
     TRAIN_ARGUMENTS,
@@ -32,8 +33,10 @@ from mtl.errors import UsageError, run_cli
 from mtl.labels import class_frequencies
 from mtl.metrics import format_scores
 from mtl.model import head_names, load_model
+from mtl.oof import capturing_evaluation, validation_probabilities, write_oof
 from mtl.outputs import PARTIAL_ZIP, SUBMISSION_ZIP, write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
+from mtl.probabilities import Probabilities, probs_path, write_probabilities
 from mtl.support import refuse_unsupported
 from mtl.task_files import DEBUG_ROWS
 from mtl.tasks import Task
@@ -124,6 +127,17 @@ def set_logit_adjustment(config, tau: float | None, train_labels: dict[str, Any]
                     config.logit_adjustment)
 
 
+def without_evaluation(training_args: MultiTaskTrainingArguments) -> None:
+    """No task has validation rows (--train_val_split_ratio 0: a final retrain on every row): evaluation, on by
+    default and in run.sh's profiles, is switched off, and the final model is the last step's."""
+    logger.info("--train_val_split_ratio 0: training on every row of each train file; there is no validation split, "
+                "so no evaluation (--do_eval, --eval_strategy and --load_best_model_at_end are off) and the final "
+                "model is the last step's")
+    training_args.do_eval = False
+    training_args.eval_strategy = IntervalStrategy.NO
+    training_args.load_best_model_at_end = False
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, prediction_args, training_args = parse_args(argv)
     # Under torchrun every process runs this script; only the main one logs progress (the others warn).
@@ -150,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         cached = {t.name: load_or_build_task(t, tokenizer, data) for t in tasks}
     label2id = {t.name: read_label2id(t, data.data_save_dir) for t in tasks}  # the spec's labels, or train's
     id2label = {t.name: {i: label for label, i in label2id[t.name].items()} for t in tasks}
+    validated = [t for t in tasks if len(cached[t.name]["val"]["ids"])]  # none with --train_val_split_ratio 0
+    if not validated:
+        without_evaluation(training_args)
 
     # ---- model ----
     model = load_model(model_args.model_name_or_path, model_args.config_name, [t.head(label2id[t.name]) for t in tasks],
@@ -175,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model=model,
         args=training_args,
         train_dataset=dataset("train") if training_args.do_train else None,
-        eval_dataset=dataset("val") if training_args.do_eval or training_args.eval_strategy != "no" else None,
+        eval_dataset=dataset("val", validated) if training_args.do_eval or training_args.eval_strategy != "no" else None,
         data_collator=MultiTaskCollator(tokenizer.pad_token_id, training_args.pad_to_multiple_of),
         processing_class=tokenizer,
         task_metrics={t.name: task_metric(t, label2id[t.name]) for t in tasks},
@@ -195,9 +212,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info("curves: %s", curves)
 
     if training_args.do_eval:
-        metrics = trainer.evaluate()
+        with capturing_evaluation(trainer) as evaluations:
+            metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
+        if trainer.is_world_process_zero():  # the validation rows' probabilities, for ensembles (code/ensemble.py)
+            files = write_oof(training_args.output_dir,
+                              validation_probabilities(evaluations[-1].predictions, trainer.eval_dataset, id2label))
+            logger.info("out-of-fold (validation) predictions: %s", ", ".join(str(f) for f in files))
 
     predicted = [t for t in tasks if len(cached[t.name]["predict"]["ids"])]
     if training_args.do_predict and not predicted:
@@ -211,6 +233,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if trainer.is_world_process_zero():  # one process writes
             out_dir = Path(prediction_args.prediction_dir)
             files = [write_predictions(t, predictions[t.name], id2label[t.name], out_dir) for t in predicted]
+            for t in predicted:  # beside the submission: what code/ensemble.py averages
+                names = id2label[t.name]
+                write_probabilities(probs_path(out_dir, t.name), Probabilities(
+                    t.name, predictions[t.name].ids, [names[i] for i in range(len(names))],
+                    predictions[t.name].probabilities))
             # --debug predicts the first rows of each test file only: never let that pass for a submission
             zip_name = PARTIAL_ZIP if data.reading.debug else SUBMISSION_ZIP
             if data.reading.debug:

@@ -19,7 +19,8 @@ def run(tmp, data_dir, out, *extra):
 
 @pytest.mark.parametrize("flags, message", [
     (["--ema_decay", "1.5"], "--ema_decay 1.5: must be in [0, 1)"),
-    (["--train_val_split_ratio", "0"], "--train_val_split_ratio 0.0: must be between 0 and 1"),
+    (["--train_val_split_ratio", "1"], "--train_val_split_ratio 1.0: must be at least 0 and below 1"),
+    (["--num_folds", "3", "--fold", "3"], "--num_folds 3 --fold 3: give K >= 2 folds and a fold 0 <= k < K"),
     (["--max_train_samples", "0"], "--max_train_samples 0: must be at least 1"),
     (["--train_sampling_strategy", "sequential"], "--train_sampling_strategy sequential: use random or group_by_length"),
     (["--resume_from_checkpoint", "true"], "No valid checkpoint found"),

@@ -40,8 +40,10 @@ class DataTrainingArguments:
     tokenizer_dir: str = field(default=DEFAULT_TOKENIZER_DIR, metadata={"help": "Tokenizer used for the caches (a directory with vocab.txt or tokenizer.json). train.py uses the model's tokenizer when it has one."})
     max_seq_length: int = field(default=300, metadata={"help": "Longest tokenized input, [CLS] and [SEP]s included; longer inputs are truncated (longest_first)."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the caches even when their fingerprint matches."})
-    train_val_split_ratio: float = field(default=0.1, metadata={"help": "Fraction of each train file held out for validation (stratified by label)."})
-    split_seed: int = field(default=2020, metadata={"help": "Seed of the train/validation split."})
+    train_val_split_ratio: float = field(default=0.1, metadata={"help": "Fraction of each train file held out for validation (stratified by label); 0: train on every row, with no validation and no evaluation (a final retrain)."})
+    num_folds: Optional[int] = field(default=None, metadata={"help": "K-fold training: cut each train file into this many stratified folds (seeded by --split_seed); fold --fold is the validation split, the others train (replaces --train_val_split_ratio). Not for a task whose spec has its own validation file."})
+    fold: Optional[int] = field(default=None, metadata={"help": "With --num_folds K: which fold validates, 0 to K-1."})
+    split_seed: int = field(default=2020, metadata={"help": "Seed of the train/validation split (and of the --num_folds folds)."})
     test_b: bool = field(default=False, metadata={"help": "Predict the round-2 test B files instead of the round-1 test A files (= --predict_test b)."})
     predict_test: Optional[str] = field(default=None, metadata={"help": "Which named test file of each task's spec --do_predict labels (default: the spec's first; a task with no test file is not predicted)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Train on at most this many rows of each task (a seeded random subset of its train split)."})
@@ -53,9 +55,15 @@ class DataTrainingArguments:
         if not any(name.strip() for name in self.tasks.split(",")):
             raise UsageError(f"--tasks {self.tasks!r} names no task; give task names, spec files or folders, "
                              "comma-separated (e.g. --tasks ocnli,tnews)")
-        if not 0 < self.train_val_split_ratio < 1:
-            raise UsageError(f"--train_val_split_ratio {self.train_val_split_ratio}: must be between 0 and 1 (each "
-                             "task needs training and validation rows), e.g. 0.1")
+        if not 0 <= self.train_val_split_ratio < 1:
+            raise UsageError(f"--train_val_split_ratio {self.train_val_split_ratio}: must be at least 0 and below 1 "
+                             "(e.g. 0.1; 0 trains on every row, without validation)")
+        if (self.num_folds is None) != (self.fold is None):
+            raise UsageError("--num_folds and --fold go together: --num_folds K --fold k trains on the other folds "
+                             "and validates on fold k (0 <= k < K)")
+        if self.num_folds is not None and not (self.num_folds >= 2 and 0 <= self.fold < self.num_folds):
+            raise UsageError(f"--num_folds {self.num_folds} --fold {self.fold}: give K >= 2 folds and a fold "
+                             f"0 <= k < K")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise UsageError(f"--max_train_samples {self.max_train_samples}: must be at least 1 (leave it out for "
                              "every row)")
@@ -66,6 +74,7 @@ class DataTrainingArguments:
             data_dir=resolve(self.data_dir), cleaned_dir=resolve(self.cleaned_dir),
             data_save_dir=resolve(self.data_save_dir), max_seq_length=self.max_seq_length,
             reading=ReadSettings(split_ratio=self.train_val_split_ratio, split_seed=self.split_seed,
+                                 num_folds=self.num_folds, fold=self.fold,
                                  skip_bad_rows=self.skip_bad_rows, debug=self.debug),
             max_train_samples=self.max_train_samples, predict_test=self.predict_test or ("b" if self.test_b else None),
             use_pseudo=resolve(self.use_pseudo) if self.use_pseudo else None, overwrite_cache=self.overwrite_cache)

@@ -68,6 +68,9 @@ def fingerprint(task: Task, files: TaskFiles, tokenizer: PreTrainedTokenizerBase
         "max_seq_length": settings.max_seq_length,
         "train_val_split_ratio": settings.reading.split_ratio,
         "split_seed": settings.reading.split_seed,
+        # only with --num_folds: a cache built before the flag existed keeps its fingerprint, and stays valid
+        **({"num_folds": settings.reading.num_folds, "fold": settings.reading.fold}
+           if settings.reading.num_folds is not None else {}),
         "max_train_samples": settings.max_train_samples,
         "predict_test": predict_test_name(task, settings.predict_test),
         "debug": settings.reading.debug,

@@ -6,7 +6,7 @@ import math
 from typing import Any, Iterable
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,22 @@ def stratified_split(labels: list[str], ratio: float, seed: int) -> tuple[list[i
     except ValueError as err:  # a class with a single row (debug subsets): split without stratification
         logger.warning("stratified split impossible (%s); splitting without stratification", err)
         train, val = train_test_split(indices, test_size=ratio, random_state=seed, shuffle=True)
+    return sorted(train.tolist()), sorted(val.tolist())
+
+
+def stratified_kfold(labels: list[str], num_folds: int, fold: int, seed: int) -> tuple[list[int], list[int]]:
+    """Fold `fold` of a seeded, stratified `num_folds`-fold split: (train, val) indices, both in file order. The K
+    folds' validation indices partition the rows. A class with fewer rows than folds cannot be in every fold:
+    sklearn then warns and stratifies the others; a split no class allows falls back to plain shuffled folds."""
+    indices = np.arange(len(labels))
+    if len(labels) < num_folds:
+        raise ValueError(f"{len(labels)} rows cannot be cut into {num_folds} folds")
+    try:
+        folds = list(StratifiedKFold(num_folds, shuffle=True, random_state=seed).split(indices, labels))
+    except ValueError as err:  # every class smaller than num_folds (debug subsets)
+        logger.warning("stratified %d-fold split impossible (%s); folds without stratification", num_folds, err)
+        folds = list(KFold(num_folds, shuffle=True, random_state=seed).split(indices))
+    train, val = folds[fold]
     return sorted(train.tolist()), sorted(val.tolist())
 
 

@@ -5,15 +5,18 @@ import json
 import logging
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic_write import atomic_path, write_text_atomic
-from .data import SingleTaskDataset
 from .errors import UsageError
 from .table import Table
 from .task_files import pseudo_file_name
 from .tasks import Task
 from .tianchi_tsv import write_tsv
-from .trainer import TaskPrediction
+
+if TYPE_CHECKING:  # annotations only: code/ensemble.py writes submissions without importing torch and transformers
+    from .data import SingleTaskDataset
+    from .trainer import TaskPrediction
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +45,14 @@ def write_predictions(task: Task, prediction: TaskPrediction, id2label: dict[int
 
     An earlier run's zip goes first, before any of its files is replaced, so a run killed between the prediction
     files and the zip leaves no zip rather than one that disagrees with them."""
+    return write_prediction_file(task.name, prediction.ids, [id2label[int(k)] for k in prediction.label_ids], out_dir)
+
+
+def write_prediction_file(task_name: str, ids: list[str], labels: list[str], out_dir: Path) -> Path:
+    """write_predictions' file from ids and label strings (code/ensemble.py writes an ensemble's with it)."""
     remove_submission_zips(out_dir)
-    lines = (json.dumps({"id": i, "label": id2label[int(k)]}, ensure_ascii=False)
-             for i, k in zip(prediction.ids, prediction.label_ids))
-    path = Path(out_dir) / f"{task.name}_predict.json"
+    lines = (json.dumps({"id": i, "label": label}, ensure_ascii=False) for i, label in zip(ids, labels))
+    path = Path(out_dir) / f"{task_name}_predict.json"
     write_text_atomic(path, "".join(line + "\n" for line in lines))
     return path
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .cleaning import clean_texts
 from .errors import UsageError
-from .labels import stratified_split
+from .labels import stratified_kfold, stratified_split
 from .readers import read_task_file
 from .table import DataFormatError, Table
 from .tasks import FileFormat, Task
@@ -24,10 +24,13 @@ DEBUG_ROWS = 1000  # --debug reads only the first rows of every file, as the 202
 @dataclass(frozen=True)
 class ReadSettings:
     """How a task's files become tables: bad rows dropped or fatal, a debug run's row limit, the train/validation
-    split (train.py builds it from --skip_bad_rows, --debug, --train_val_split_ratio and --split_seed)."""
+    split (train.py builds it from --skip_bad_rows, --debug, --train_val_split_ratio, --num_folds, --fold and
+    --split_seed)."""
 
-    split_ratio: float = 0.1
+    split_ratio: float = 0.1  # 0: no validation rows (a final retrain on every row)
     split_seed: int = 2020
+    num_folds: Optional[int] = None  # with `fold`: validation is fold `fold` of a K-fold split (split_ratio unused)
+    fold: Optional[int] = None
     skip_bad_rows: bool = False
     debug: bool = False  # only the first DEBUG_ROWS rows of every file
 
@@ -120,7 +123,12 @@ def task_labels(task: Task, train: Table) -> tuple[str, ...]:
 def train_validation_tables(task: Task, files: TaskFiles, reading: ReadSettings
                             ) -> tuple[Table, Table, Table, tuple[str, ...]]:
     """The train file's rows, the rows to train on and to validate on, and the label set: validation is the spec's
-    validation file, else a seeded stratified split of train (--train_val_split_ratio, --split_seed)."""
+    validation file, else a seeded stratified split of train (--train_val_split_ratio, or fold k of --num_folds K;
+    --split_seed)."""
+    if reading.num_folds is not None and files.validation is not None:
+        # Folds of the train file would leave the spec's validation file unused, or its rows scored twice.
+        raise UsageError(f"--num_folds: task {task.name} has its own validation file ({files.validation}); k-fold "
+                         "training splits train files only: leave out --num_folds, or the task's validation file")
     train = read_table(task, files.train, True, reading)
     labels = task_labels(task, train)
     if len(labels) < 2:
@@ -128,6 +136,13 @@ def train_validation_tables(task: Task, files: TaskFiles, reading: ReadSettings
                               "two or more")
     if files.validation is not None:
         return train, train, read_table(task, files.validation, True, reading, labels), labels
+    if reading.num_folds is not None:
+        if len(train) < reading.num_folds:
+            raise UsageError(f"--num_folds {reading.num_folds}: {files.train} has only {len(train)} rows; use at "
+                             f"most {len(train)} folds")
+        train_idx, val_idx = stratified_kfold(train.columns["label"], reading.num_folds, reading.fold,
+                                              reading.split_seed)
+        return train, train.select(train_idx), train.select(val_idx), labels
     train_idx, val_idx = stratified_split(train.columns["label"], reading.split_ratio, reading.split_seed)
     return train, train.select(train_idx), train.select(val_idx), labels
 
