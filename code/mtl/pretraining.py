@@ -17,9 +17,9 @@ from typing import Any, Iterable, Optional
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
-from .encoding import truncating_backend
 from .task_files import ReadSettings, TaskFiles, read_table, train_validation_tables
 from .tasks import Task
 
@@ -29,11 +29,16 @@ logger = logging.getLogger(__name__)
 def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSettings] = None,
                include_validation: bool = False) -> list[str]:
     """The texts of the tasks' train splits and test files (labels unused), cleaned, de-duplicated, in first-seen
-    order. OCNLI premises and hypotheses are separate lines. The validation rows are left out (unless asked): the
-    split is train.py's (same ratio and seed in `reading`), so a model pretrained here has not seen the texts it is
-    scored on (default: train.py's defaults)."""
+    order; each text column of a pair task (OCNLI's premise and hypothesis) gives texts of its own.
+
+    No text of any task's validation rows is kept (unless asked), in whichever task's train split or test file it
+    also appears: the split is train.py's (same reader, ratio and seed in `reading`; a spec's own validation file
+    when it names one), so a model pretrained here has not seen the texts it is scored on. Two tasks over one file
+    (shopping_cat and shopping_sentiment) split it differently, so one's train split holds the other's validation
+    rows; and a text of a validation row may repeat in a train row (an OCNLI premise) or a test file."""
     reading = reading or ReadSettings()
     texts: dict[str, None] = {}
+    held_out: set[str] = set()
     for task in tasks:
         files = TaskFiles.of(task, data_dir, None)
         _, train, validation, _ = train_validation_tables(task, files, reading)
@@ -42,7 +47,12 @@ def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSett
         for table in tables:
             for column in task.text_columns:
                 texts.update(dict.fromkeys(table.columns[column]))
-    return list(texts)
+        if not include_validation:
+            held_out.update(text for column in task.text_columns for text in validation.columns[column])
+    kept = [text for text in texts if text not in held_out]
+    logger.info("corpus: %d distinct texts (train splits, test files%s); %d distinct texts of validation rows left out",
+                len(kept), ", validation rows" if include_validation else "", len(held_out))
+    return kept
 
 
 def file_texts(paths: Iterable[Path]) -> list[str]:
@@ -67,24 +77,34 @@ def jieba_word_starts(texts: list[str]) -> list[np.ndarray]:
     return out
 
 
-def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int) -> dict[str, Any]:
-    """Token ids and, per token, the jieba word it belongs to (-1 for [CLS]/[SEP]); flat arrays + offsets."""
-    encodings = truncating_backend(tokenizer, max_seq_length).encode_batch(texts)
+def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int,
+                      split_long: bool = False) -> dict[str, Any]:
+    """Token ids and, per token, the jieba word it belongs to (-1 for [CLS]/[SEP]); flat arrays + offsets, and per
+    row the index of its text (`source`). A text longer than max_seq_length keeps its first max_seq_length tokens, or
+    with `split_long` becomes near-equal consecutive windows of at most max_seq_length tokens each, so none of it is
+    lost (a word cut by a window's edge is two words there)."""
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: truncation/padding are state
+    backend.no_truncation()
+    backend.no_padding()
+    encodings = backend.encode_batch(texts, add_special_tokens=False)
     char_words = jieba_word_starts(texts)
-    ids, words, lengths = [], [], []
-    for enc, cw in zip(encodings, char_words):
-        ids.extend(enc.ids)
-        special = np.asarray(enc.special_tokens_mask, dtype=bool)
+    cls, sep, width = tokenizer.cls_token_id, tokenizer.sep_token_id, max_seq_length - 2
+    ids, words, lengths, source = [], [], [], []
+    for index, (enc, cw) in enumerate(zip(encodings, char_words)):
+        text_ids = np.asarray(enc.ids, dtype=np.int64)
         starts = np.asarray([s for s, _ in enc.offsets], dtype=np.int64)
-        w = cw[np.minimum(starts, len(cw) - 1)] if len(cw) else np.zeros(len(starts), dtype=np.int64)
-        w[special] = -1
-        words.append(w)
-        lengths.append(len(enc.ids))
+        text_words = cw[np.minimum(starts, len(cw) - 1)] if len(cw) else np.zeros(len(starts), dtype=np.int64)
+        windows = max(1, -(-len(text_ids) // width)) if split_long else 1
+        for part in np.array_split(np.arange(min(len(text_ids), windows * width)), windows):
+            ids.append(np.concatenate(([cls], text_ids[part], [sep])))
+            words.append(np.concatenate(([-1], text_words[part], [-1])))
+            lengths.append(len(part) + 2)
+            source.append(index)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return {"input_ids": torch.tensor(ids, dtype=torch.int32),
+    return {"input_ids": torch.from_numpy(np.concatenate(ids).astype(np.int32)) if ids else torch.zeros(0, dtype=torch.int32),
             "word_ids": torch.from_numpy(np.concatenate(words).astype(np.int32)) if words else torch.zeros(0, dtype=torch.int32),
-            "offsets": torch.from_numpy(offsets)}
+            "offsets": torch.from_numpy(offsets), "source": np.asarray(source, dtype=np.int64)}
 
 
 class MLMDataset(torch.utils.data.Dataset):
