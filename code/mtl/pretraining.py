@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Hashable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSettings] = None,
-               include_validation: bool = False) -> list[str]:
+               include_validation: bool = False, same: Optional[TextKey] = None) -> list[str]:
     """The texts of the tasks' train splits and test files (labels unused), cleaned, de-duplicated, in first-seen
     order; each text column of a pair task (OCNLI's premise and hypothesis) gives texts of its own.
 
@@ -35,10 +35,12 @@ def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSett
     also appears: the split is train.py's (same reader, ratio and seed in `reading`; a spec's own validation file
     when it names one), so a model pretrained here has not seen the texts it is scored on. Two tasks over one file
     (shopping_cat and shopping_sentiment) split it differently, so one's train split holds the other's validation
-    rows; and a text of a validation row may repeat in a train row (an OCNLI premise) or a test file."""
+    rows; a text of a validation row may repeat in a train row (an OCNLI premise) or a test file. `same` maps texts
+    to keys that are equal when two texts count as one (`token_key`: the same tokens, as "很好 很好" and "很好很好"
+    are to the model); default: equal strings."""
     reading = reading or ReadSettings()
     texts: dict[str, None] = {}
-    held_out: set[str] = set()
+    held_out: dict[str, None] = {}
     for task in tasks:
         files = TaskFiles.of(task, data_dir, None)
         _, train, validation, _ = train_validation_tables(task, files, reading)
@@ -48,11 +50,30 @@ def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSett
             for column in task.text_columns:
                 texts.update(dict.fromkeys(table.columns[column]))
         if not include_validation:
-            held_out.update(text for column in task.text_columns for text in validation.columns[column])
-    kept = [text for text in texts if text not in held_out]
-    logger.info("corpus: %d distinct texts (train splits, test files%s); %d distinct texts of validation rows left out",
-                len(kept), ", validation rows" if include_validation else "", len(held_out))
+            held_out.update((text, None) for column in task.text_columns for text in validation.columns[column])
+    same = same or (lambda batch: batch)
+    held_keys = set(same(list(held_out)))
+    kept = [text for text, key in zip(texts, same(list(texts))) if key not in held_keys]
+    logger.info("corpus: %d distinct texts (train splits, test files%s); %d of the texts of validation rows left out",
+                len(kept), ", validation rows" if include_validation else "", len(texts) - len(kept))
     return kept
+
+
+TextKey = Callable[[list[str]], list[Hashable]]
+
+
+def token_key(tokenizer: PreTrainedTokenizerBase) -> TextKey:
+    """Texts -> their whole token ids (no truncation): texts the model cannot tell apart get one key."""
+    backend = untruncated(tokenizer)
+    return lambda batch: [tuple(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False)]
+
+
+def untruncated(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
+    """A copy of the Rust tokenizer that neither truncates nor pads (a copy: both are state the caller keeps)."""
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
 
 
 def file_texts(paths: Iterable[Path]) -> list[str]:
@@ -83,10 +104,7 @@ def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_
     row the index of its text (`source`). A text longer than max_seq_length keeps its first max_seq_length tokens, or
     with `split_long` becomes near-equal consecutive windows of at most max_seq_length tokens each, so none of it is
     lost (a word cut by a window's edge is two words there)."""
-    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: truncation/padding are state
-    backend.no_truncation()
-    backend.no_padding()
-    encodings = backend.encode_batch(texts, add_special_tokens=False)
+    encodings = untruncated(tokenizer).encode_batch(texts, add_special_tokens=False)
     char_words = jieba_word_starts(texts)
     cls, sep, width = tokenizer.cls_token_id, tokenizer.sep_token_id, max_seq_length - 2
     ids, words, lengths, source = [], [], [], []
