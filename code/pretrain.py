@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 import transformers
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerBase, TrainingArguments, set_seed
+from transformers import BertConfig, BertForMaskedLM, TrainingArguments, set_seed
 
 from mtl.args import best_model_setting, check_training_length, check_writable_dirs, parse_cli, tasks_of
 from mtl.errors import UsageError, run_cli
@@ -26,11 +26,11 @@ from mtl.pretraining import (
     ChineseWholeWordMaskCollator,
     MaskedLMTrainer,
     MLMDataset,
+    TokenKey,
     encode_with_words,
     file_texts,
     save_weights_as,
     task_texts,
-    token_key,
 )
 from mtl.task_files import ReadSettings
 from mtl.tasks import DEFAULT_TASKS, Task
@@ -114,14 +114,14 @@ def build_model(args: PretrainArguments) -> BertForMaskedLM:
     return BertForMaskedLM(config)
 
 
-def corpus_texts(args: PretrainArguments, tasks: Optional[list[Task]], tokenizer: PreTrainedTokenizerBase) -> list[str]:
+def corpus_texts(args: PretrainArguments, tasks: Optional[list[Task]], same: TokenKey) -> list[str]:
     """--train_files' lines, or the texts of `tasks` read and split as train.py reads and splits them, without a text
     whose tokens are those of a validation row's text."""
     if tasks is None:
         return file_texts(Path(p) for p in args.train_files.split(","))
     reading = ReadSettings(split_ratio=args.train_val_split_ratio, split_seed=args.split_seed,
                            skip_bad_rows=args.skip_bad_rows)
-    return task_texts(tasks, Path(args.data_dir), reading, args.include_validation_texts, token_key(tokenizer))
+    return task_texts(tasks, Path(args.data_dir), reading, args.include_validation_texts, same)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     tokenizer = load_tokenizer(tokenizer_source(args.model_name_or_path, args.tokenizer_dir))
     start = time.perf_counter()
-    texts = corpus_texts(args, tasks, tokenizer)
-    features = encode_with_words(tokenizer, texts, args.max_seq_length, args.split_long_texts)
+    key = TokenKey(tokenizer)
+    texts = corpus_texts(args, tasks, key)
+    features = encode_with_words(tokenizer, texts, args.max_seq_length, args.split_long_texts,
+                                 key.encoded if tasks else None)
     # whole texts are held out (never one window of a text in training and another in the held-out slice)
     held = min(args.validation_size, len(texts) // 10)
     held_texts = np.random.default_rng(training_args.seed).permutation(len(texts))[:held]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import train
 from helpers import DATA_DIR, REPO_ROOT, TINY_CONFIG, competition_heads
 from mtl.args import tasks_of
 from mtl.cache import build_task_cache
-from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, encode_with_words, task_texts, token_key
+from mtl.errors import UsageError, run_cli
+from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, TokenKey, encode_with_words, task_texts
 from mtl.tasks import TASKS
 
 SENTENCE = "我们喜欢北京天安门"  # jieba: 我们 / 喜欢 / 北京 / 天安门
@@ -117,8 +119,8 @@ def corpus_tokens(tokenizer, tasks: str, data_dir: Path, *flags: str) -> set[tup
                                  ["--tasks", tasks, "--data_dir", str(data_dir), "--report_to", "none", *flags],
                                  profile=False)
     args.resolve_paths()
-    texts = pretrain.corpus_texts(args, tasks_of(args.tasks), tokenizer)
-    return set(token_key(tokenizer)(texts))
+    key = pretrain.TokenKey(tokenizer)
+    return {tuple(key.encoded[text].ids) for text in pretrain.corpus_texts(args, tasks_of(args.tasks), key)}
 
 
 @pytest.mark.slow
@@ -177,3 +179,85 @@ def test_profile_is_demo_without_cuda_and_baseline_only_when_model_reachable(tmp
         choose_profile.choose("fast", "x")
     if not torch.cuda.is_available():
         assert choose_profile.choose("auto", "hfl/chinese-roberta-wwm-ext-large")[0] == "demo"
+
+
+def test_a_long_text_becomes_windows_that_keep_all_of_it(tokenizer):
+    text = "我们喜欢北京天安门。" * 30  # 300 tokens
+    whole = TokenKey(tokenizer)([text])[0]
+    split = encode_with_words(tokenizer, [text, SENTENCE], 128, split_long=True)
+    rows = [split["input_ids"][s:e].tolist() for s, e in zip(split["offsets"][:-1], split["offsets"][1:])]
+    assert len(whole) == 300
+    assert [len(r) for r in rows] == [102, 102, 102, 11]  # 3 windows of 100 tokens (not 126 + 126 + 48), [CLS]/[SEP]
+    assert split["source"].tolist() == [0, 0, 0, 1]
+    assert all(r[0] == tokenizer.cls_token_id and r[-1] == tokenizer.sep_token_id for r in rows)
+    assert tuple(t for r in rows[:3] for t in r[1:-1]) == whole
+    cut = encode_with_words(tokenizer, [text], 128, split_long=False)
+    assert cut["input_ids"][1:-1].tolist() == list(whole[:126]) and cut["source"].tolist() == [0]
+    words = split["word_ids"][: len(rows[0])].tolist()
+    assert words[0] == words[-1] == -1 and words[1:-1] == sorted(words[1:-1])  # jieba words, in order
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory) -> Path:
+    """A tiny BertForMaskedLM with the bundled tokenizer: the encoder `--tasks` pretraining continues from."""
+    from transformers import BertConfig
+
+    from helpers import TOKENIZER_DIR
+    from mtl.tokenizer import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_mlm")
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig.from_pretrained(str(TINY_CONFIG))).save_pretrained(folder)
+    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_tasks_pretraining_continues_a_model_that_train_py_then_fine_tunes(tmp_path, tiny_mlm, short_data_dir):
+    """A spec file (a slice of the waimai reviews) and a competition pair task, continued from a tiny encoder."""
+    with open(EXTRA / "waimai_10k.csv", encoding="utf-8", newline="") as source:
+        records = list(csv.reader(source))
+    with open(tmp_path / "waimai_10k.csv", "w", encoding="utf-8", newline="") as target:
+        csv.writer(target, lineterminator="\n").writerows([records[0], *records[1:61], *records[-60:]])  # both labels
+    shutil.copy(EXTRA / "waimai_sentiment.json", tmp_path)
+    tasks = f"ocnli,{tmp_path / 'waimai_sentiment.json'}"
+    data = ["--tasks", tasks, "--data_dir", str(short_data_dir), "--report_to", "none"]
+    metrics = pretrain.main([*data, "--model_name_or_path", str(tiny_mlm), "--output_dir", str(tmp_path / "mlm"),
+                             "--max_steps", "3", "--max_seq_length", "64", "--validation_size", "20",
+                             "--per_device_train_batch_size", "16", "--disable_tqdm", "true"])
+    assert {"eval_loss", "eval_before_loss"} <= set(metrics)
+    start, mlm = BertForMaskedLM.from_pretrained(str(tiny_mlm)), BertForMaskedLM.from_pretrained(str(tmp_path / "mlm"))
+    moved = [float((a - b).abs().max()) for a, b in zip(start.bert.state_dict().values(), mlm.bert.state_dict().values())]
+    assert 0 < max(moved) < 0.05  # three small steps from the given encoder, not a new one
+    scores = train.main([*data, "--model_name_or_path", str(tmp_path / "mlm"), "--do_train", "--max_steps", "2",
+                         "--do_eval", "--eval_strategy", "no", "--data_save_dir", str(tmp_path / "cache"),
+                         "--cleaned_dir", str(tmp_path / "cleaned"), "--output_dir", str(tmp_path / "ft"),
+                         "--max_seq_length", "32"])
+    assert {"eval_ocnli", "eval_waimai_sentiment"} <= set(scores)
+
+
+def test_the_default_encoder_is_the_bundled_one_and_config_name_starts_afresh():
+    args = pretrain.PretrainArguments()
+    args.resolve_paths()
+    assert Path(args.model_name_or_path) == REPO_ROOT / "code" / "assets" / "demo_encoder"
+    args = pretrain.PretrainArguments(config_name=str(TINY_CONFIG))
+    args.resolve_paths()
+    assert args.model_name_or_path is None
+    with pytest.raises(UsageError, match="not both"):
+        pretrain.PretrainArguments(model_name_or_path=str(REPO_ROOT / "code" / "assets" / "demo_encoder"),
+                                   config_name=str(TINY_CONFIG))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("nosuch", "unknown task(s) ['nosuch']; known: "),
+    ("data/extra/no_such_spec.json", "no_such_spec.json: cannot read the task spec (No such file or directory)"),
+    (" , ", "--tasks ' , ' names no task"),
+])
+def test_bad_tasks_value_is_one_line_before_any_work(tmp_path, monkeypatch, value, message):
+    monkeypatch.setattr(logging, "shutdown", lambda: None)  # run_cli's flush would close pytest's log capture
+    argv = ["--tasks", value, "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(lambda: pretrain.main(argv), "pretrain.py")
+    assert str(exit_.value.code).startswith("pretrain.py: error: ") and "\n" not in str(exit_.value.code)
+    assert message in str(exit_.value.code)
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,7 @@ from typing import Any, Callable, Hashable, Iterable, Optional
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
 from .task_files import ReadSettings, TaskFiles, read_table, train_validation_tables
@@ -36,7 +36,7 @@ def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSett
     when it names one), so a model pretrained here has not seen the texts it is scored on. Two tasks over one file
     (shopping_cat and shopping_sentiment) split it differently, so one's train split holds the other's validation
     rows; a text of a validation row may repeat in a train row (an OCNLI premise) or a test file. `same` maps texts
-    to keys that are equal when two texts count as one (`token_key`: the same tokens, as "很好 很好" and "很好很好"
+    to keys that are equal when two texts count as one (`TokenKey`: the same tokens, as "很好 很好" and "很好很好"
     are to the model); default: equal strings."""
     reading = reading or ReadSettings()
     texts: dict[str, None] = {}
@@ -62,10 +62,18 @@ def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSett
 TextKey = Callable[[list[str]], list[Hashable]]
 
 
-def token_key(tokenizer: PreTrainedTokenizerBase) -> TextKey:
-    """Texts -> their whole token ids (no truncation): texts the model cannot tell apart get one key."""
-    backend = untruncated(tokenizer)
-    return lambda batch: [tuple(e.ids) for e in backend.encode_batch(batch, add_special_tokens=False)]
+class TokenKey:
+    """Texts -> their whole token ids (no truncation): texts the model cannot tell apart get one key. The encodings
+    are kept (`encoded`), so `encode_with_words` need not tokenize the corpus a second time."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.backend = untruncated(tokenizer)
+        self.encoded: dict[str, Encoding] = {}
+
+    def __call__(self, batch: list[str]) -> list[tuple[int, ...]]:
+        encodings = self.backend.encode_batch(batch, add_special_tokens=False)
+        self.encoded.update(zip(batch, encodings))
+        return [tuple(e.ids) for e in encodings]
 
 
 def untruncated(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
@@ -99,12 +107,16 @@ def jieba_word_starts(texts: list[str]) -> list[np.ndarray]:
 
 
 def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int,
-                      split_long: bool = False) -> dict[str, Any]:
+                      split_long: bool = False, encoded: Optional[dict[str, Encoding]] = None) -> dict[str, Any]:
     """Token ids and, per token, the jieba word it belongs to (-1 for [CLS]/[SEP]); flat arrays + offsets, and per
     row the index of its text (`source`). A text longer than max_seq_length keeps its first max_seq_length tokens, or
     with `split_long` becomes near-equal consecutive windows of at most max_seq_length tokens each, so none of it is
-    lost (a word cut by a window's edge is two words there)."""
-    encodings = untruncated(tokenizer).encode_batch(texts, add_special_tokens=False)
+    lost (a word cut by a window's edge is two words there). `encoded`: the texts' encodings without special tokens,
+    when already made (TokenKey.encoded)."""
+    if encoded is not None:
+        encodings = [encoded[text] for text in texts]
+    else:
+        encodings = untruncated(tokenizer).encode_batch(texts, add_special_tokens=False)
     char_words = jieba_word_starts(texts)
     cls, sep, width = tokenizer.cls_token_id, tokenizer.sep_token_id, max_seq_length - 2
     ids, words, lengths, source = [], [], [], []
