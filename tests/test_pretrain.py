@@ -134,11 +134,11 @@ def test_corpus_holds_no_text_train_py_validates_on(held_out_by_train_py, short_
 
 
 @pytest.mark.slow
-def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
+def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, short_data_dir):
     from transformers import AutoTokenizer
 
     metrics = pretrain.main(["--config_name", str(TINY_CONFIG), "--output_dir", str(tmp_path / "mlm"),
-                             "--data_dir", str(small_data_dir), "--max_steps", "5", "--validation_size", "50",
+                             "--data_dir", str(short_data_dir), "--max_steps", "5", "--validation_size", "50",
                              "--save_dtype", "float16", "--report_to", "none", "--disable_tqdm", "true"])
     assert {"eval_loss", "eval_accuracy", "eval_before_loss"} <= set(metrics)
     # --save_dtype float16: a half-size file whose config still says float32, so training loads float32 weights
@@ -149,7 +149,7 @@ def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
     assert AutoTokenizer.from_pretrained(str(tmp_path / "mlm"))("北京")["input_ids"] == [101, 1266, 776, 102]
     # a pretrained encoder has no heads yet: a short training run gives them (evaluating it untrained is refused)
     scores = train.main(["--model_name_or_path", str(tmp_path / "mlm"), "--do_train", "--max_steps", "2", "--do_eval",
-                         "--eval_strategy", "no", "--data_dir", str(small_data_dir),
+                         "--eval_strategy", "no", "--data_dir", str(short_data_dir),
                          "--data_save_dir", str(tmp_path / "cache"), "--cleaned_dir", str(tmp_path / "cleaned"),
                          "--output_dir", str(tmp_path / "ft"), "--max_seq_length", "32", "--report_to", "none"])
     assert scores["eval_avg"] == pytest.approx(sum(scores[f"eval_{t}"] for t in TASKS) / len(TASKS))
