@@ -66,6 +66,8 @@ class PretrainArguments:
         if self.model_name_or_path and self.config_name:
             raise UsageError("give --model_name_or_path (continued pretraining) or --config_name (from scratch), "
                              "not both")
+        if self.max_seq_length < 3:
+            raise UsageError(f"--max_seq_length {self.max_seq_length}: must be at least 3 ([CLS], a token, [SEP])")
         if self.save_dtype not in SAVE_DTYPES:
             raise UsageError(f"--save_dtype {self.save_dtype!r}: choose one of {sorted(SAVE_DTYPES)}")
 
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     texts = corpus_texts(args, tasks, key)
     features = encode_with_words(tokenizer, texts, args.max_seq_length, args.split_long_texts,
                                  key.encoded if tasks else None)
+    key.encoded.clear()  # every text's tokens and offsets as Python objects, no longer needed
     # whole texts are held out (never one window of a text in training and another in the held-out slice)
     held = min(args.validation_size, len(texts) // 10)
     held_texts = np.random.default_rng(training_args.seed).permutation(len(texts))[:held]
