@@ -1,6 +1,11 @@
 """Chinese whole-word masking, the collator's mask rate on real text, pretrain.py -> train.py, profile choice."""
 from __future__ import annotations
 
+import csv
+import logging
+import shutil
+from pathlib import Path
+
 import jieba
 import pytest
 import torch
@@ -10,9 +15,11 @@ from transformers import BertForMaskedLM
 import choose_profile
 import pretrain
 import train
-from helpers import DATA_DIR, TINY_CONFIG, competition_heads
-from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, encode_with_words, task_texts
-from mtl.task_files import ReadSettings, TaskFiles, read_clean, train_validation_tables
+from helpers import DATA_DIR, REPO_ROOT, TINY_CONFIG, competition_heads
+from mtl.args import tasks_of
+from mtl.cache import build_task_cache
+from mtl.errors import UsageError, run_cli
+from mtl.pretraining import ChineseWholeWordMaskCollator, MLMDataset, TokenKey, encode_with_words, task_texts
 from mtl.tasks import TASKS
 
 SENTENCE = "我们喜欢北京天安门"  # jieba: 我们 / 喜欢 / 北京 / 天安门
@@ -61,48 +68,69 @@ def test_mask_rate_and_replacement_split_on_a_real_batch(tokenizer):
     assert 0.08 <= 1 - as_mask - kept <= 0.12  # random replacements
 
 
-def test_corpus_leaves_out_the_validation_rows_train_py_scores():
-    task = TASKS["ocemotion"]
-    corpus = set(task_texts([task], DATA_DIR))
-    files = TaskFiles.of(task, str(DATA_DIR), None)
-    _, train_rows, validation_rows, _ = train_validation_tables(task, files, ReadSettings())
-    train_texts, validation_texts = set(train_rows.columns["text"]), set(validation_rows.columns["text"])
-    test_texts = {t for path in files.tests.values() for t in read_clean(task, path, False).columns["text"]}
-    only_validation = validation_texts - train_texts - test_texts  # (test files repeat some train-file texts)
-    assert len(only_validation) > 3000  # the 10% split: 3,570 rows
-    assert not corpus & only_validation
-    assert train_texts <= corpus
-    assert only_validation <= set(task_texts([task], DATA_DIR, include_validation=True))
+EXTRA = REPO_ROOT / "data" / "extra"
+
+
+def segments(features: dict, index: int) -> list[tuple[int, ...]]:
+    """The token ids of each text of a cached row ([CLS] a [SEP] (b [SEP])), split by segment, specials dropped."""
+    start, end = int(features["offsets"][index]), int(features["offsets"][index + 1])
+    ids, types = features["input_ids"][start:end].tolist(), features["token_type_ids"][start:end].tolist()
+    first = [i for i, t in zip(ids, types) if t == 0][1:-1]
+    second = [i for i, t in zip(ids, types) if t == 1][:-1]
+    return [tuple(first)] + ([tuple(second)] if second else [])
+
+
+@pytest.fixture(scope="module")
+def shopping_specs(tmp_path_factory) -> list[Path]:
+    """data/extra's two shopping specs, as they are, over every 4th record of their review file (a quarter of the
+    time; the file's traps kept: U+FEFF, the empty review, repeated texts)."""
+    folder = tmp_path_factory.mktemp("shopping")
+    with open(EXTRA / "online_shopping_10_cats.csv", encoding="utf-8", newline="") as source:
+        records = list(csv.reader(source))
+    with open(folder / "online_shopping_10_cats.csv", "w", encoding="utf-8", newline="") as target:
+        csv.writer(target, lineterminator="\n").writerows(
+            [records[0], *(r for i, r in enumerate(records[1:]) if i % 4 == 0 or not r[2].strip())])
+    specs = [folder / f"{name}.json" for name in ("shopping_cat", "shopping_sentiment")]
+    for spec in specs:
+        shutil.copy(EXTRA / spec.name, spec)
+    return specs
+
+
+@pytest.fixture(scope="module")
+def held_out_by_train_py(tmp_path_factory, shopping_specs, short_data_dir, tokenizer):
+    """What train.py's data layer validates on, as token ids: its argument parsing, its caches. The two shopping
+    tasks read one file and split it differently; OCNLI is a pair task whose premises repeat across rows."""
+    tmp = tmp_path_factory.mktemp("train_py_caches")
+    tasks = ",".join([*map(str, shopping_specs), "ocnli"])
+    model_args, data_args, prediction_args, training_args = train.parse_args(
+        ["--tasks", tasks, "--data_dir", str(short_data_dir), "--data_save_dir", str(tmp),
+         "--cleaned_dir", str(tmp / "cleaned"), "--max_seq_length", "100000", "--report_to", "none"])
+    settings = train.resolve_paths(model_args, data_args, training_args, prediction_args)
+    held = set()
+    for task in tasks_of(tasks):
+        val = build_task_cache(task, tokenizer, settings)["val"]
+        held.update(seg for row in range(len(val["ids"])) for seg in segments(val, row))
+    return tasks, held
+
+
+def corpus_tokens(tokenizer, tasks: str, data_dir: Path, *flags: str) -> set[tuple[int, ...]]:
+    """The corpus pretrain.py builds from these flags, as token ids."""
+    args, _ = pretrain.parse_cli((pretrain.PretrainArguments, pretrain.PretrainTrainingArguments),
+                                 ["--tasks", tasks, "--data_dir", str(data_dir), "--report_to", "none", *flags],
+                                 profile=False)
+    args.resolve_paths()
+    key = pretrain.TokenKey(tokenizer)
+    return {tuple(key.encoded[text].ids) for text in pretrain.corpus_texts(args, tasks_of(args.tasks), key)}
 
 
 @pytest.mark.slow
-def test_pretrain_few_steps_then_train_py_loads_it(tmp_path, small_data_dir):
-    from transformers import AutoTokenizer
-
-    metrics = pretrain.main(["--config_name", str(TINY_CONFIG), "--output_dir", str(tmp_path / "mlm"),
-                             "--data_dir", str(small_data_dir), "--max_steps", "5", "--validation_size", "50",
-                             "--save_dtype", "float16", "--report_to", "none", "--disable_tqdm", "true"])
-    assert {"eval_loss", "eval_accuracy", "eval_before_loss"} <= set(metrics)
-    # --save_dtype float16: a half-size file whose config still says float32, so training loads float32 weights
-    saved = load_file(str(tmp_path / "mlm" / "model.safetensors"))
-    assert {v.dtype for v in saved.values()} == {torch.float16}
-    assert BertForMaskedLM.from_pretrained(str(tmp_path / "mlm")).bert.embeddings.word_embeddings.weight.dtype == torch.float32
-    assert metrics["eval_loss"] < metrics["eval_before_loss"]
-    assert AutoTokenizer.from_pretrained(str(tmp_path / "mlm"))("北京")["input_ids"] == [101, 1266, 776, 102]
-    # a pretrained encoder has no heads yet: a short training run gives them (evaluating it untrained is refused)
-    scores = train.main(["--model_name_or_path", str(tmp_path / "mlm"), "--do_train", "--max_steps", "2", "--do_eval",
-                         "--eval_strategy", "no", "--data_dir", str(small_data_dir),
-                         "--data_save_dir", str(tmp_path / "cache"), "--cleaned_dir", str(tmp_path / "cleaned"),
-                         "--output_dir", str(tmp_path / "ft"), "--max_seq_length", "32", "--report_to", "none"])
-    assert scores["eval_avg"] == pytest.approx(sum(scores[f"eval_{t}"] for t in TASKS) / len(TASKS))
-    # the fine-tuning model starts from the pretrained encoder, not from a random one
-    from mtl.model import load_model
-
-    mlm = BertForMaskedLM.from_pretrained(str(tmp_path / "mlm"))
-    multitask = load_model(str(tmp_path / "mlm"), None, competition_heads())
-    for name, weight in mlm.bert.state_dict().items():
-        if name in multitask.bert.state_dict():
-            assert torch.equal(weight, multitask.bert.state_dict()[name]), name
+def test_corpus_holds_no_text_train_py_validates_on(held_out_by_train_py, short_data_dir, tokenizer):
+    tasks, held = held_out_by_train_py
+    assert len(held) > 2_500  # both shopping tasks' 10% (two splits of one file), OCNLI premises and hypotheses
+    corpus = corpus_tokens(tokenizer, tasks, short_data_dir)
+    assert len(corpus) > 10_000  # the rest of the reviews, OCNLI's train split and test texts
+    leaked = corpus & held
+    assert not leaked, f"{len(leaked)} texts of validation rows in the corpus"
 
 
 def test_config_overrides_set_the_sizes(tmp_path):
@@ -121,3 +149,99 @@ def test_profile_is_demo_without_cuda_and_baseline_only_when_model_reachable(tmp
         choose_profile.choose("fast", "x")
     if not torch.cuda.is_available():
         assert choose_profile.choose("auto", "hfl/chinese-roberta-wwm-ext-large")[0] == "demo"
+
+
+def test_a_long_text_becomes_windows_that_keep_all_of_it(tokenizer):
+    text = "我们喜欢北京天安门。" * 30  # 300 tokens
+    whole = TokenKey(tokenizer)([text])[0]
+    split = encode_with_words(tokenizer, [text, SENTENCE], 128, split_long=True)
+    rows = [split["input_ids"][s:e].tolist() for s, e in zip(split["offsets"][:-1], split["offsets"][1:])]
+    assert len(whole) == 300
+    assert [len(r) for r in rows] == [102, 102, 102, 11]  # 3 windows of 100 tokens (not 126 + 126 + 48), [CLS]/[SEP]
+    assert split["source"].tolist() == [0, 0, 0, 1]
+    assert all(r[0] == tokenizer.cls_token_id and r[-1] == tokenizer.sep_token_id for r in rows)
+    assert tuple(t for r in rows[:3] for t in r[1:-1]) == whole
+    cut = encode_with_words(tokenizer, [text], 128, split_long=False)
+    assert cut["input_ids"][1:-1].tolist() == list(whole[:126]) and cut["source"].tolist() == [0]
+    words = split["word_ids"][: len(rows[0])].tolist()
+    assert words[0] == words[-1] == -1 and words[1:-1] == sorted(words[1:-1])  # jieba words, in order
+
+
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory) -> Path:
+    """A tiny BertForMaskedLM with the bundled tokenizer: the encoder `--tasks` pretraining continues from."""
+    from transformers import BertConfig
+
+    from helpers import TOKENIZER_DIR
+    from mtl.tokenizer import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_mlm")
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig.from_pretrained(str(TINY_CONFIG))).save_pretrained(folder)
+    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_tasks_pretraining_continues_a_model_that_train_py_then_fine_tunes(tmp_path, tiny_mlm, short_data_dir):
+    """A spec file (a slice of the waimai reviews) and a competition pair task, continued from a tiny encoder and
+    saved as float16; train.py fine-tunes the result. (From scratch, --config_name: test_run_sh's PRETRAIN_EPOCHS.)"""
+    from transformers import AutoTokenizer
+
+    from mtl.model import load_model
+
+    with open(EXTRA / "waimai_10k.csv", encoding="utf-8", newline="") as source:
+        records = list(csv.reader(source))
+    with open(tmp_path / "waimai_10k.csv", "w", encoding="utf-8", newline="") as target:
+        csv.writer(target, lineterminator="\n").writerows([records[0], *records[1:61], *records[-60:]])  # both labels
+    shutil.copy(EXTRA / "waimai_sentiment.json", tmp_path)
+    tasks = f"ocnli,{tmp_path / 'waimai_sentiment.json'}"
+    data = ["--tasks", tasks, "--data_dir", str(short_data_dir), "--report_to", "none"]
+    metrics = pretrain.main([*data, "--model_name_or_path", str(tiny_mlm), "--output_dir", str(tmp_path / "mlm"),
+                             "--max_steps", "5", "--max_seq_length", "64", "--validation_size", "30",
+                             "--per_device_train_batch_size", "32", "--save_dtype", "float16", "--disable_tqdm", "true"])
+    assert metrics["eval_loss"] < metrics["eval_before_loss"]
+    # --save_dtype float16: a half-size file whose config still says float32, so training loads float32 weights
+    assert {v.dtype for v in load_file(str(tmp_path / "mlm" / "model.safetensors")).values()} == {torch.float16}
+    start, mlm = BertForMaskedLM.from_pretrained(str(tiny_mlm)), BertForMaskedLM.from_pretrained(str(tmp_path / "mlm"))
+    assert mlm.bert.embeddings.word_embeddings.weight.dtype == torch.float32
+    moved = [float((a - b).abs().max()) for a, b in zip(start.bert.state_dict().values(), mlm.bert.state_dict().values())]
+    assert 0 < max(moved) < 0.05  # a few small steps from the given encoder, not a new one
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "mlm"))("北京")["input_ids"] == [101, 1266, 776, 102]
+    scores = train.main([*data, "--model_name_or_path", str(tmp_path / "mlm"), "--do_train", "--max_steps", "2",
+                         "--do_eval", "--eval_strategy", "no", "--data_save_dir", str(tmp_path / "cache"),
+                         "--cleaned_dir", str(tmp_path / "cleaned"), "--output_dir", str(tmp_path / "ft"),
+                         "--max_seq_length", "32"])
+    assert {"eval_ocnli", "eval_waimai_sentiment"} <= set(scores)
+    # the fine-tuning model starts from the pretrained encoder, not from a random one
+    multitask = load_model(str(tmp_path / "mlm"), None, competition_heads()).bert.state_dict()
+    for name, weight in mlm.bert.state_dict().items():
+        if name in multitask:
+            assert torch.equal(weight, multitask[name]), name
+
+
+def test_the_default_encoder_is_the_bundled_one_and_config_name_starts_afresh():
+    args = pretrain.PretrainArguments()
+    args.resolve_paths()
+    assert Path(args.model_name_or_path) == REPO_ROOT / "code" / "assets" / "demo_encoder"
+    args = pretrain.PretrainArguments(config_name=str(TINY_CONFIG))
+    args.resolve_paths()
+    assert args.model_name_or_path is None
+    with pytest.raises(UsageError, match="not both"):
+        pretrain.PretrainArguments(model_name_or_path=str(REPO_ROOT / "code" / "assets" / "demo_encoder"),
+                                   config_name=str(TINY_CONFIG))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("nosuch", "unknown task(s) ['nosuch']; known: "),
+    ("data/extra/no_such_spec.json", "no_such_spec.json: cannot read the task spec (No such file or directory)"),
+    (" , ", "--tasks ' , ' names no task"),
+])
+def test_bad_tasks_value_is_one_line_before_any_work(tmp_path, monkeypatch, value, message):
+    monkeypatch.setattr(logging, "shutdown", lambda: None)  # run_cli's flush would close pytest's log capture
+    argv = ["--tasks", value, "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(lambda: pretrain.main(argv), "pretrain.py")
+    assert str(exit_.value.code).startswith("pretrain.py: error: ") and "\n" not in str(exit_.value.code)
+    assert message in str(exit_.value.code)
+    assert not (tmp_path / "out").exists()

@@ -12,14 +12,14 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Hashable, Iterable, Optional
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from tokenizers import Encoding, Tokenizer
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase, Trainer
 
-from .encoding import truncating_backend
 from .task_files import ReadSettings, TaskFiles, read_table, train_validation_tables
 from .tasks import Task
 
@@ -27,13 +27,20 @@ logger = logging.getLogger(__name__)
 
 
 def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSettings] = None,
-               include_validation: bool = False) -> list[str]:
+               include_validation: bool = False, same: Optional[TextKey] = None) -> list[str]:
     """The texts of the tasks' train splits and test files (labels unused), cleaned, de-duplicated, in first-seen
-    order. OCNLI premises and hypotheses are separate lines. The validation rows are left out (unless asked): the
-    split is train.py's (same ratio and seed in `reading`), so a model pretrained here has not seen the texts it is
-    scored on (default: train.py's defaults)."""
+    order; each text column of a pair task (OCNLI's premise and hypothesis) gives texts of its own.
+
+    No text of any task's validation rows is kept (unless asked), in whichever task's train split or test file it
+    also appears: the split is train.py's (same reader, ratio and seed in `reading`; a spec's own validation file
+    when it names one), so a model pretrained here has not seen the texts it is scored on. Two tasks over one file
+    (shopping_cat and shopping_sentiment) split it differently, so one's train split holds the other's validation
+    rows; a text of a validation row may repeat in a train row (an OCNLI premise) or a test file. `same` maps texts
+    to keys that are equal when two texts count as one (`TokenKey`: the same tokens, as "很好 很好" and "很好很好"
+    are to the model); default: equal strings."""
     reading = reading or ReadSettings()
     texts: dict[str, None] = {}
+    held_out: dict[str, None] = {}
     for task in tasks:
         files = TaskFiles.of(task, data_dir, None)
         _, train, validation, _ = train_validation_tables(task, files, reading)
@@ -42,7 +49,39 @@ def task_texts(tasks: Iterable[Task], data_dir: Path, reading: Optional[ReadSett
         for table in tables:
             for column in task.text_columns:
                 texts.update(dict.fromkeys(table.columns[column]))
-    return list(texts)
+        if not include_validation:
+            held_out.update((text, None) for column in task.text_columns for text in validation.columns[column])
+    same = same or (lambda batch: batch)
+    held_keys = set(same(list(held_out)))
+    kept = [text for text, key in zip(texts, same(list(texts))) if key not in held_keys]
+    logger.info("corpus: %d distinct texts (train splits, test files%s); %d of the texts of validation rows left out",
+                len(kept), ", validation rows" if include_validation else "", len(texts) - len(kept))
+    return kept
+
+
+TextKey = Callable[[list[str]], list[Hashable]]
+
+
+class TokenKey:
+    """Texts -> their whole token ids (no truncation): texts the model cannot tell apart get one key. The encodings
+    are kept (`encoded`), so `encode_with_words` need not tokenize the corpus a second time."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.backend = untruncated(tokenizer)
+        self.encoded: dict[str, Encoding] = {}
+
+    def __call__(self, batch: list[str]) -> list[tuple[int, ...]]:
+        encodings = self.backend.encode_batch(batch, add_special_tokens=False)
+        self.encoded.update(zip(batch, encodings))
+        return [tuple(e.ids) for e in encodings]
+
+
+def untruncated(tokenizer: PreTrainedTokenizerBase) -> Tokenizer:
+    """A copy of the Rust tokenizer that neither truncates nor pads (a copy: both are state the caller keeps)."""
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
 
 
 def file_texts(paths: Iterable[Path]) -> list[str]:
@@ -67,24 +106,35 @@ def jieba_word_starts(texts: list[str]) -> list[np.ndarray]:
     return out
 
 
-def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int) -> dict[str, Any]:
-    """Token ids and, per token, the jieba word it belongs to (-1 for [CLS]/[SEP]); flat arrays + offsets."""
-    encodings = truncating_backend(tokenizer, max_seq_length).encode_batch(texts)
+def encode_with_words(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int,
+                      split_long: bool = False, encoded: Optional[dict[str, Encoding]] = None) -> dict[str, Any]:
+    """Token ids and, per token, the jieba word it belongs to (-1 for [CLS]/[SEP]); flat arrays + offsets, and per
+    row the index of its text (`source`). A text longer than max_seq_length keeps its first max_seq_length tokens, or
+    with `split_long` becomes near-equal consecutive windows of at most max_seq_length tokens each, so none of it is
+    lost (a word cut by a window's edge is two words there). `encoded`: the texts' encodings without special tokens,
+    when already made (TokenKey.encoded)."""
+    if encoded is not None:
+        encodings = [encoded[text] for text in texts]
+    else:
+        encodings = untruncated(tokenizer).encode_batch(texts, add_special_tokens=False)
     char_words = jieba_word_starts(texts)
-    ids, words, lengths = [], [], []
-    for enc, cw in zip(encodings, char_words):
-        ids.extend(enc.ids)
-        special = np.asarray(enc.special_tokens_mask, dtype=bool)
+    cls, sep, width = tokenizer.cls_token_id, tokenizer.sep_token_id, max_seq_length - 2
+    ids, words, lengths, source = [], [], [], []
+    for index, (enc, cw) in enumerate(zip(encodings, char_words)):
+        text_ids = np.asarray(enc.ids, dtype=np.int64)
         starts = np.asarray([s for s, _ in enc.offsets], dtype=np.int64)
-        w = cw[np.minimum(starts, len(cw) - 1)] if len(cw) else np.zeros(len(starts), dtype=np.int64)
-        w[special] = -1
-        words.append(w)
-        lengths.append(len(enc.ids))
+        text_words = cw[np.minimum(starts, len(cw) - 1)] if len(cw) else np.zeros(len(starts), dtype=np.int64)
+        windows = max(1, -(-len(text_ids) // width)) if split_long else 1
+        for part in np.array_split(np.arange(min(len(text_ids), windows * width)), windows):
+            ids.append(np.concatenate(([cls], text_ids[part], [sep])))
+            words.append(np.concatenate(([-1], text_words[part], [-1])))
+            lengths.append(len(part) + 2)
+            source.append(index)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    return {"input_ids": torch.tensor(ids, dtype=torch.int32),
+    return {"input_ids": torch.from_numpy(np.concatenate(ids).astype(np.int32)) if ids else torch.zeros(0, dtype=torch.int32),
             "word_ids": torch.from_numpy(np.concatenate(words).astype(np.int32)) if words else torch.zeros(0, dtype=torch.int32),
-            "offsets": torch.from_numpy(offsets)}
+            "offsets": torch.from_numpy(offsets), "source": np.asarray(source, dtype=np.int64)}
 
 
 class MLMDataset(torch.utils.data.Dataset):
