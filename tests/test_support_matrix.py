@@ -46,23 +46,32 @@ OPTIONS = {
     "logit_adjustment": ["0", "1"],
     "eval_in_training": ["off", "steps"],
     "resume": ["no", "yes"],
+    "adversarial": ["no", "fgm", "pgd"],
+    "rdrop": ["0", "1"],
+    "multi_sample_dropout": ["1", "3"],
+    "layerwise_lr_decay": ["1", "0.8"],
+    "split": ["ratio", "fold"],
 }
 
 # A covering array of the valid combinations (generated greedily, then frozen here; test_cells_cover_every_pair
 # proves it covers every pair). One row per run, columns in OPTIONS' order.
 CELLS = [line.split() for line in """
-python    fp32 no   1 on  rows   proportional on  off off off off 0 off   no
-torchrun2 bf16 bf16 2 off tokens uniform      off off off on  on  1 steps yes
-python    fp32 bf16 1 off rows   proportional off on  on  off off 1 steps yes
-torchrun2 bf16 no   2 on  tokens temperature  off off on  on  on  0 off   no
-torchrun2 bf16 no   1 off rows   proportional on  on  on  off on  1 off   no
-python    fp32 bf16 2 on  tokens uniform      on  off on  on  off 0 steps no
-python    bf16 bf16 1 off tokens temperature  on  off off off off 0 off   yes
-python    fp32 no   2 on  rows   temperature  on  off off off on  1 steps yes
-torchrun2 fp32 no   1 off rows   uniform      on  off off on  off 1 off   no
-python    bf16 bf16 2 on  tokens proportional on  off off on  off 0 steps no
-python    bf16 no   1 on  rows   proportional on  on  off off off 0 steps no
-python    bf16 bf16 1 on  tokens uniform      on  off off off on  1 off   no
+python    fp32 no   1 on  rows   proportional on  off off off off 0 off   no  no  0 1 0.8 fold
+torchrun2 bf16 bf16 2 off tokens uniform      off off off off on  1 steps yes pgd 1 3 1   ratio
+python    fp32 bf16 1 off rows   proportional off on  on  off off 1 steps yes no  1 3 0.8 fold
+torchrun2 bf16 no   2 on  tokens temperature  off off on  on  on  0 off   no  no  0 1 1   ratio
+torchrun2 bf16 no   1 off rows   proportional on  on  on  off on  1 off   no  no  1 1 1   ratio
+python    fp32 bf16 2 on  tokens uniform      on  off on  on  off 0 steps no  no  0 3 1   fold
+python    bf16 bf16 1 off tokens temperature  on  off off off off 0 off   yes fgm 1 3 0.8 ratio
+python    fp32 no   2 on  rows   temperature  on  off off off on  1 steps yes pgd 0 1 0.8 fold
+torchrun2 fp32 no   1 off rows   uniform      on  off off off off 1 off   no  fgm 0 1 0.8 fold
+python    bf16 bf16 2 on  tokens proportional on  off off on  off 0 steps no  no  1 1 0.8 fold
+python    bf16 no   1 on  rows   proportional on  on  off off off 0 steps no  no  0 3 0.8 fold
+python    bf16 bf16 1 on  tokens uniform      on  off off off on  1 off   no  fgm 1 1 1   fold
+python    fp32 bf16 2 on  rows   proportional on  off off off off 0 off   no  pgd 1 3 0.8 ratio
+python    bf16 bf16 1 off rows   proportional on  off off on  off 1 off   yes no  0 1 1   ratio
+python    fp32 no   2 on  tokens proportional off off on  off on  0 steps no  fgm 0 3 0.8 ratio
+python    bf16 bf16 1 off tokens proportional off off on  off on  0 steps yes pgd 1 3 0.8 ratio
 """.strip().splitlines()]
 
 # Pairs refused at start-up (option, value, option, value) -> a piece of the one-line message.
@@ -72,6 +81,10 @@ REFUSED = {
     ("pcgrad", "on", "freeze", "on"): "drop --pcgrad for a heads-only stage",
     ("pcgrad", "on", "sampling", "temperature"): "--task_sampling temperature",
     ("pcgrad", "on", "sampling", "uniform"): "--task_sampling uniform",
+    ("adversarial", "fgm", "pcgrad", "on"): "does not combine with --pcgrad",
+    ("adversarial", "pgd", "pcgrad", "on"): "does not combine with --pcgrad",
+    ("adversarial", "fgm", "freeze", "on"): "drop --adversarial for a heads-only stage",
+    ("adversarial", "pgd", "freeze", "on"): "drop --adversarial for a heads-only stage",
 }
 
 ROWS_PER_TASK = 48  # --max_train_samples: 144 training rows, 2 epochs of a few steps
@@ -110,7 +123,10 @@ def test_the_documented_matrix_is_the_tested_one():
 
 
 def flags(values: dict[str, str]) -> list[str]:
+    """The flags a training run and the evaluation-only run of its model share."""
     out = ["--bf16", "true"] if values["precision"] == "bf16" else []
+    if values["split"] == "fold":
+        out += ["--num_folds", "3", "--fold", "1"]
     if values["full_eval"] == "bf16":
         out += ["--bf16_full_eval", "true"]
     if values["compile"] == "on":
@@ -135,6 +151,10 @@ def train_flags(values: dict[str, str]) -> list[str]:
     out += ["--ema_decay", "0.9", "--ema_start_step", "2"] if values["ema"] == "on" else ["--ema_decay", "0"]
     out += ["--eval_strategy", "steps", "--eval_steps", str(SAVE_STEPS)] if values["eval_in_training"] == "steps" \
         else ["--eval_strategy", "no"]
+    if values["adversarial"] != "no":
+        out += ["--adversarial", values["adversarial"], "--adversarial_steps", "2"]
+    out += ["--rdrop_alpha", values["rdrop"], "--multi_sample_dropout", values["multi_sample_dropout"],
+            "--layerwise_lr_decay", values["layerwise_lr_decay"]]
     return out + flags(values)
 
 
