@@ -33,7 +33,7 @@ from mtl.errors import UsageError, run_cli
 from mtl.labels import class_frequencies
 from mtl.metrics import format_scores
 from mtl.model import head_names, load_model
-from mtl.oof import capturing_evaluation, validation_probabilities, write_oof
+from mtl.oof import validation_probabilities, write_oof
 from mtl.outputs import PARTIAL_ZIP, SUBMISSION_ZIP, write_predictions, write_pseudo_labels, write_submission_zip
 from mtl.paths import model_path, resolve
 from mtl.probabilities import Probabilities, probs_path, write_probabilities
@@ -212,13 +212,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info("curves: %s", curves)
 
     if training_args.do_eval:
-        with capturing_evaluation(trainer) as evaluations:
-            metrics = trainer.evaluate()
+        metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         if trainer.is_world_process_zero():  # the validation rows' probabilities, for ensembles (code/ensemble.py)
             files = write_oof(training_args.output_dir,
-                              validation_probabilities(evaluations[-1].predictions, trainer.eval_dataset, id2label))
+                              validation_probabilities(trainer.last_evaluation.predictions, trainer.eval_dataset,
+                                                       id2label))
             logger.info("out-of-fold (validation) predictions: %s", ", ".join(str(f) for f in files))
 
     predicted = [t for t in tasks if len(cached[t.name]["predict"]["ids"])]

@@ -47,7 +47,8 @@ def short_data_dir(tmp_path_factory) -> Path:
 # CI spreads whole modules over two workers in collection order (`--dist loadscope --no-loadscope-reorder`); putting
 # the long ones first is the longest-processing-time rule, so no long module starts last while the other worker idles.
 LONGEST_MODULES = ["test_support_matrix.py", "test_run_sh.py", "test_bench_smoke.py", "test_bad_input.py",
-                   "test_kill_resume.py", "test_distributed.py", "test_combinations.py", "test_own_tasks.py",
+                   "test_kill_resume.py", "test_distributed.py", "test_kfold.py", "test_combinations.py",
+                   "test_own_tasks.py", "test_toolkit.py", "test_pretrain.py",
                    "test_serve.py", "test_export.py", "test_train.py", "test_logit_adjustment.py"]
 
 

@@ -3,9 +3,7 @@ model (`OUTPUT_DIR/oof/{task}_oof.csv`, mtl.probabilities). With --num_folds the
 predictions; code/ensemble.py pools the folds' into one out-of-fold score and weighs runs by them."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -13,25 +11,6 @@ import torch
 from .data import MultiTaskDataset
 from .metrics import split_by_task
 from .probabilities import Probabilities, oof_path, write_probabilities
-
-
-@contextlib.contextmanager
-def capturing_evaluation(trainer: Any) -> Iterator[list[Any]]:
-    """Collects the EvalLoopOutput of every evaluation run inside the block. Trainer.evaluate returns only the
-    metrics; its loop's output holds the predictions, so the validation split is not run through the model twice."""
-    outputs: list[Any] = []
-    loop = trainer.evaluation_loop
-
-    def capture(*args: Any, **kwargs: Any) -> Any:
-        output = loop(*args, **kwargs)
-        outputs.append(output)
-        return output
-
-    trainer.evaluation_loop = capture
-    try:
-        yield outputs
-    finally:
-        del trainer.evaluation_loop  # the class's own method again
 
 
 def validation_probabilities(predictions: np.ndarray, dataset: MultiTaskDataset,

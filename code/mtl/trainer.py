@@ -81,6 +81,7 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
         refuse_unsupported(self.args, freeze=not any(p.requires_grad for p in module.bert.parameters()))
         refuse_without_dropout(self.args, module.config)
         self._eval_model: Optional[torch.nn.Module] = None  # the model evaluation-only runs prepare (see there)
+        self.last_evaluation: Optional[EvalLoopOutput] = None  # the latest evaluation loop's output (predictions)
 
     # ---- data -------------------------------------------------------------------------------------------
     def _dataloader(self, dataset: MultiTaskDataset, batch_size: int, training: bool) -> DataLoader:
@@ -286,7 +287,10 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
             metrics["loss"] = sum(losses) / sum(len(rows) for rows, _, _, loss in records if loss is not None)
         metrics = {k if k.startswith(f"{metric_key_prefix}_") else f"{metric_key_prefix}_{k}": v
                    for k, v in metrics.items()}
-        return EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics, num_samples=rows_total)
+        # kept for callers of evaluate(), which returns the metrics only (train.py writes the out-of-fold file from it)
+        self.last_evaluation = EvalLoopOutput(predictions=predictions, label_ids=label_ids, metrics=metrics,
+                                              num_samples=rows_total)
+        return self.last_evaluation
 
     def _evaluation_model(self) -> torch.nn.Module:
         """The module evaluation runs: never the DDP wrapper (ranks run different numbers of batches, with no
