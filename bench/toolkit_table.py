@@ -1,5 +1,6 @@
 """The table of bench/toolkit.sh: per variant, the validation macro-F1 per task and their mean over seeds, the spread
-(max - min of the seeds' averages) and the seconds per optimizer step (train_runtime / global_step, mean over seeds).
+(max - min of the seeds' averages) and the seconds per optimizer step (train_runtime / global_step; the fastest of
+the seeds' runs, since load from other work on a shared machine only ever slows a run down).
 Usage: python bench/toolkit_table.py OUT_DIR"""
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def main(out: Path) -> None:
             state = json.loads((run / "trainer_state.json").read_text())
             runs[variant].append((seed, scores, train["train_runtime"] / state["global_step"]))
     base = runs.get("baseline")
-    base_step = sum(r[2] for r in base) / len(base) if base else None
+    base_step = min(r[2] for r in base) if base else None
     print("| variant | seeds | " + " | ".join(TASKS) + " | avg (mean) | spread | s/step | × baseline |")
     print("|---|---|" + "---|" * len(TASKS) + "---|---|---|---|")
     for variant, rows in runs.items():
@@ -29,7 +30,7 @@ def main(out: Path) -> None:
             return sum(r[1][key] for r in rows) / len(rows)
 
         avgs = [r[1]["eval_avg"] for r in rows]
-        step = sum(r[2] for r in rows) / len(rows)
+        step = min(r[2] for r in rows)
         ratio = f"{step / base_step:.2f}" if base_step else "-"
         print(f"| {variant} | {','.join(r[0] for r in rows)} | "
               + " | ".join(f"{mean(f'eval_{t}'):.4f}" for t in TASKS)
