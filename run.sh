@@ -90,10 +90,9 @@ if [ -n "$FOLDS" ]; then
     # --test_b in both stages: the fold's one cache holds test B, which stage 2 predicts
     fold=(--num_folds "$FOLDS" --fold "$k" --data_save_dir "$dir" --test_b)
     echo "run.sh: [3/5] fold $k of $FOLDS, stage 1: full fine-tuning -> $dir/stage1"
-    # no --do_eval: a fold validates on a third or more of the train rows, and stage 2 evaluates the final model
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" "${fold[@]}" --output_dir "$dir/stage1" \
-      --do_train "${stage1[@]}" $EXTRA_ARGS
+      --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
     # The final model's out-of-fold predictions (--do_eval) and test B probabilities (--do_predict) in its own folder,
     # where code/ensemble.py finds both.
     echo "run.sh: [4/5] fold $k of $FOLDS, stage 2: encoder frozen, heads trained; test B -> $dir/stage2"
