@@ -10,6 +10,20 @@ from mtl.tasks import TASKS
 
 
 @pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A plain BERT checkpoint with its tokenizer, as hfl/chinese-roberta-wwm-ext-large is laid out (no task heads)."""
+    from transformers import BertConfig, BertModel
+
+    from helpers import TINY_CONFIG
+    from mtl.tokenizer import load_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    BertModel(BertConfig.from_json_file(str(TINY_CONFIG)), add_pooling_layer=False).save_pretrained(path)
+    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     from mtl.tokenizer import load_tokenizer
 

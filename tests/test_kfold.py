@@ -152,19 +152,6 @@ def test_ratio_0_trains_on_every_row_and_evaluates_nothing(tmp_path, small_data_
         assert head["class_priors"] == class_frequencies(ids, len(task.labels))
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    from transformers import BertConfig, BertModel
-
-    from helpers import TOKENIZER_DIR
-    from mtl.tokenizer import load_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny_bert")
-    BertModel(BertConfig.from_json_file(str(TINY_CONFIG)), add_pooling_layer=False).save_pretrained(path)
-    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(path)
-    return path
-
-
 @pytest.mark.slow
 def test_folds_through_run_sh(tmp_path, short_data_dir, tiny_bert):
     """FOLDS=2: two fold models (stages 1 and 2), the ensemble's test B submission, the scores table."""

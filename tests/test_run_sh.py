@@ -9,22 +9,11 @@ import sys
 import zipfile
 
 import pytest
-from transformers import BertConfig, BertModel
 
-from helpers import REPO_ROOT, TINY_CONFIG, TOKENIZER_DIR
+from helpers import REPO_ROOT, TINY_CONFIG
 from mtl.tasks import TASKS
-from mtl.tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the CLIs (torchrun / run.sh)
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A plain BERT checkpoint with its tokenizer, as hfl/chinese-roberta-wwm-ext-large is laid out (no task heads)."""
-    path = tmp_path_factory.mktemp("tiny_bert")
-    BertModel(BertConfig.from_json_file(str(TINY_CONFIG)), add_pooling_layer=False).save_pretrained(path)
-    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(path)
-    return path
 
 
 @pytest.mark.parametrize("nproc, steps_per_epoch", [(1, 51), (2, 27)])
