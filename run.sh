@@ -69,7 +69,8 @@ if [ -n "$FOLDS" ]; then
   echo "run.sh: [1/5] preprocess: each fold's stage 1 builds its caches"
 else
   echo "run.sh: [1/5] preprocess"
-  "$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}"  # the profile's data arguments (max_seq_length)
+  # --test_b: the one cache both stages read holds test B, which stage 2's final model predicts
+  "$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}" --test_b  # the profile's data arguments (max_seq_length)
 fi
 
 if [ "$profile" = demo ] && [ -n "${PRETRAIN_EPOCHS:-}" ]; then
@@ -116,18 +117,17 @@ fi
 
 echo "run.sh: [3/5] stage 1: full fine-tuning"
 # shellcheck disable=SC2086
-"${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
+"${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" --test_b --output_dir "$OUTPUT_DIR/stage1" \
   --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
 
 echo "run.sh: [4/5] stage 2: encoder frozen, heads trained"
+echo "run.sh: [5/5] (in stage 2's process) test B prediction with the final model"
+# train.py's standard output ends with the final model's scores table (3 lines), printed again at the end
 # shellcheck disable=SC2086
-"${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage1" "${data[@]}" \
-  --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS
-
-echo "run.sh: [5/5] test B prediction with the final model"
-# train.py ends its output with the scores table (3 lines)
-scores=$("${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage2" "${data[@]}" --test_b \
-  --output_dir "$OUTPUT_DIR/stage2" --prediction_dir "$PREDICTION_DIR" --do_eval --do_predict | tail -n 3)
+"${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage1" "${data[@]}" --test_b \
+  --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS \
+  --do_predict --prediction_dir "$PREDICTION_DIR" | tee "$OUTPUT_DIR/stage2.stdout"
+scores=$(tail -n 3 "$OUTPUT_DIR/stage2.stdout")
 
 echo
 echo "run.sh: done in $((SECONDS - start)) s, profile '$profile', $NPROC process(es). Validation scores of the final model:"

@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             logger.info("curves: %s", curves)
 
     if training_args.do_eval:
-        metrics = trainer.evaluate()
+        metrics = trainer.final_evaluation()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         if trainer.is_world_process_zero():  # the validation rows' probabilities, for ensembles (code/ensemble.py)

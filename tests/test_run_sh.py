@@ -27,6 +27,8 @@ def test_baseline_profile_whole_epochs_through_run_sh(tmp_path, small_data_dir, 
     assert "profile 'baseline': PROFILE=baseline was requested" in result.stdout
     assert "| eval |" in result.stdout.splitlines()[-4]  # the final scores table, printed once
     assert "curves (loss, scores at each evaluation)" in result.stdout.splitlines()[-1]
+    # each stage's --do_eval is the evaluation HF ran at the last step, not a second pass over the validation rows
+    assert result.stderr.count("the final evaluation is the one at step") == 2
     for stage in ("stage1", "stage2"):
         out = tmp_path / "user_data" / stage
         state = json.loads((out / "trainer_state.json").read_text())

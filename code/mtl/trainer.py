@@ -82,6 +82,8 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
         refuse_without_dropout(self.args, module.config)
         self._eval_model: Optional[torch.nn.Module] = None  # the model evaluation-only runs prepare (see there)
         self.last_evaluation: Optional[EvalLoopOutput] = None  # the latest evaluation loop's output (predictions)
+        # the latest evaluation of the validation set inside train(): (global step, metrics, loop output)
+        self._training_evaluation: Optional[tuple[int, dict[str, float], EvalLoopOutput]] = None
 
     # ---- data -------------------------------------------------------------------------------------------
     def _dataloader(self, dataset: MultiTaskDataset, batch_size: int, training: bool) -> DataLoader:
@@ -317,7 +319,23 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         logger.info("step %d\n%s", self.state.global_step,
                     format_scores(metrics, list(dataset.datasets), metric_key_prefix, self.score_title()))
+        if self.is_in_train and eval_dataset is None and metric_key_prefix == "eval":
+            self._training_evaluation = (self.state.global_step, metrics, self.last_evaluation)
         return metrics
+
+    def final_evaluation(self) -> dict[str, float]:
+        """evaluate() of the trained model, without a second pass over the validation rows where the Trainer has just
+        made it: under eval_strategy "steps" HF evaluates at the last step of train(), and the weights it scored (EMA
+        ones included) are the ones train() leaves, unless load_best_model_at_end swapped in an earlier checkpoint's.
+        `last_evaluation` is that evaluation's output then, as after evaluate()."""
+        if self._training_evaluation is not None:
+            step, metrics, output = self._training_evaluation
+            best = self.state.best_global_step if self.args.load_best_model_at_end else step
+            if step == self.state.global_step == best:
+                logger.info("the final evaluation is the one at step %d, the last step of training", step)
+                self.last_evaluation = output
+                return metrics
+        return self.evaluate()
 
     def predict_tasks(self, dataset: MultiTaskDataset) -> dict[str, TaskPrediction]:
         """Predicted class ids and softmax probabilities per task, in file order, on the EMA weights."""
