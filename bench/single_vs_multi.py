@@ -90,7 +90,8 @@ def main() -> None:
               "--ema_decay", str(args.ema_decay), "--do_train", "--do_eval", "--overwrite_output_dir", "--report_to", "none", "--disable_tqdm", "true",
               "--data_save_dir", str(out / "cache"), "--cleaned_dir", str(out / "cache")]
     if args.smoke:
-        common += ["--max_seq_length", "32", "--per_device_train_batch_size", "16"]
+        # --debug: the first rows of each file, so each arm's cache and evaluation are small too
+        common += ["--max_seq_length", "32", "--per_device_train_batch_size", "16", "--debug"]
     arms = {"multi": tasks, **{f"single_{i}": [t] for i, t in enumerate(tasks)}}
     results, walls = {}, {}
     for name, arm_tasks in arms.items():

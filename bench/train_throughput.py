@@ -216,24 +216,30 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.size, args.steps, args.warmup = "tiny", 12, 2
-    if args.variant:
-        print("RESULT " + json.dumps(run_variant(args.variant, args.size, args.steps, args.warmup, args.batch_size,
-                                                 args.max_seq_length, args.bf16, args.compile, args.smoke)))
+    if args.variant:  # the child: one variant, or (smoke) several one after another
+        for v in args.variant.split(","):
+            print("RESULT " + json.dumps(run_variant(v, args.size, args.steps, args.warmup, args.batch_size,
+                                                     args.max_seq_length, args.bf16, args.compile, args.smoke)),
+                  flush=True)
         return
     runs: dict[str, list[dict]] = {}
     names = args.variants.split(",")
     order = [names[(i + r) % len(names)] for r in range(args.repeats) for i in range(len(names))]
-    for v in order:
-        cmd = [sys.executable, __file__, "--variant", v, "--size", args.size, "--steps", str(args.steps),
+    # Each variant in a process of its own, for clean peak-memory readings; the smoke run (CI) runs them all in one
+    # child, which saves six start-ups (torch and transformers imports) and still goes through this path.
+    for batch in ([",".join(order)] if args.smoke else order):
+        cmd = [sys.executable, __file__, "--variant", batch, "--size", args.size, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--batch_size", str(args.batch_size),
                "--max_seq_length", str(args.max_seq_length)] + (["--bf16"] if args.bf16 else []) \
             + (["--compile"] if args.compile else []) + (["--smoke"] if args.smoke else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        line = next((out for out in proc.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if proc.returncode or line is None:
+        lines = [out for out in proc.stdout.splitlines() if out.startswith("RESULT ")]
+        if proc.returncode or len(lines) != len(batch.split(",")):
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-            raise SystemExit(f"variant {v} failed")
-        runs.setdefault(v, []).append(json.loads(line[len("RESULT "):]))
+            raise SystemExit(f"variant(s) {batch} failed")
+        for line in lines:
+            result = json.loads(line[len("RESULT "):])
+            runs.setdefault(result["variant"], []).append(result)
     rows = []
     for v in names:  # each variant's median run by samples/s
         ordered = sorted(runs[v], key=lambda r: r["samples/s"])
