@@ -55,16 +55,19 @@ def test_each_evaluation_scores_the_tasks_of_its_own_dataset(tmp_path):
     assert {"eval_ocnli", "eval_ocemotion", "eval_tnews"} <= set(trainer.evaluate())
 
 
-@pytest.mark.parametrize("best", ["not chosen", "the last step", "an earlier step"])
+@pytest.mark.parametrize("best", ["not chosen", "the last step", "an earlier step", "bf16 full eval"])
 def test_the_final_evaluation_is_the_last_training_step_s_unless_a_checkpoint_was_swapped_in(tmp_path, best):
     """train.py's --do_eval after training repeated the evaluation HF runs at the last step (eval_strategy "steps"):
     a second pass over the validation rows for the same scores, in each run.sh stage. Reusing it must give what a new
     evaluation gives (EMA weights too), and must not happen when load_best_model_at_end swapped in an earlier
-    checkpoint's weights. Which checkpoint is best is steered by the loss on the training rows, which falls."""
+    checkpoint's weights, nor under --bf16_full_eval (HF casts the model to bf16 for evaluations outside training
+    only). Which checkpoint is best is steered by the loss on the training rows, which falls."""
     rows = {name: random_task(i, 24, n) for i, (name, n) in enumerate(CLASSES.items())}
     data = MultiTaskDataset(rows)
     args = MultiTaskTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="steps", eval_steps=4,
-                                      save_strategy="steps", save_steps=4, load_best_model_at_end=best != "not chosen",
+                                      save_strategy="steps", save_steps=4,
+                                      load_best_model_at_end=best not in ("not chosen", "bf16 full eval"),
+                                      bf16_full_eval=best == "bf16 full eval",
                                       metric_for_best_model="eval_loss", greater_is_better=best == "an earlier step",
                                       max_steps=6, ema_decay=0.5, per_device_train_batch_size=8,
                                       per_device_eval_batch_size=8, learning_rate=1e-2, disable_tqdm=True, seed=1)
@@ -75,10 +78,10 @@ def test_the_final_evaluation_is_the_last_training_step_s_unless_a_checkpoint_wa
     trainer.evaluation_loop = lambda *a, **k: loops.append(1) or evaluation_loop(*a, **k)
     trainer.train()
     assert len(loops) == 2  # steps 4 and 6 (the last)
-    if best != "not chosen":
+    if best in ("the last step", "an earlier step"):
         assert trainer.state.best_global_step == (4 if best == "an earlier step" else 6)
     reused = trainer.final_evaluation()
-    assert len(loops) == (3 if best == "an earlier step" else 2)
+    assert len(loops) == (3 if best in ("an earlier step", "bf16 full eval") else 2)
     reused_output = trainer.last_evaluation
     fresh = trainer.evaluate()
     scores = [k for k in fresh if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))]

@@ -327,8 +327,9 @@ class MultiTaskTrainer(EMATrainerMixin, Trainer):
         """evaluate() of the trained model, without a second pass over the validation rows where the Trainer has just
         made it: under eval_strategy "steps" HF evaluates at the last step of train(), and the weights it scored (EMA
         ones included) are the ones train() leaves, unless load_best_model_at_end swapped in an earlier checkpoint's.
-        `last_evaluation` is that evaluation's output then, as after evaluate()."""
-        if self._training_evaluation is not None:
+        Not under --fp16_full_eval / --bf16_full_eval: HF casts the model for evaluations outside train() only, so the
+        final one must be made. `last_evaluation` is that evaluation's output when reused, as after evaluate()."""
+        if self._training_evaluation is not None and not (self.args.fp16_full_eval or self.args.bf16_full_eval):
             step, metrics, output = self._training_evaluation
             best = self.state.best_global_step if self.args.load_best_model_at_end else step
             if step == self.state.global_step == best:
