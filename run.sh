@@ -61,7 +61,9 @@ esac
 # Settings given in the environment override the profile files.
 stage1=(${STAGE1_EPOCHS:+--num_train_epochs "$STAGE1_EPOCHS"})
 stage2=(${STAGE2_EPOCHS:+--num_train_epochs "$STAGE2_EPOCHS"})
-data=(--data_dir "$DATA_DIR" --data_save_dir "$OUTPUT_DIR" --cleaned_dir "$OUTPUT_DIR"
+# --test_b everywhere: the one cache that preprocessing builds and both stages read holds test B, which stage 2's
+# final model predicts
+data=(--data_dir "$DATA_DIR" --data_save_dir "$OUTPUT_DIR" --cleaned_dir "$OUTPUT_DIR" --test_b
       ${MAX_SEQ_LENGTH:+--max_seq_length "$MAX_SEQ_LENGTH"})
 
 if [ -n "$FOLDS" ]; then
@@ -69,8 +71,7 @@ if [ -n "$FOLDS" ]; then
   echo "run.sh: [1/5] preprocess: each fold's stage 1 builds its caches"
 else
   echo "run.sh: [1/5] preprocess"
-  # --test_b: the one cache both stages read holds test B, which stage 2's final model predicts
-  "$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}" --test_b  # the profile's data arguments (max_seq_length)
+  "$PYTHON" code/preprocess.py "$STAGE1_ARGS" "${data[@]}"  # the profile's data arguments (max_seq_length)
 fi
 
 if [ "$profile" = demo ] && [ -n "${PRETRAIN_EPOCHS:-}" ]; then
@@ -88,8 +89,7 @@ fi
 if [ -n "$FOLDS" ]; then
   for ((k = 0; k < FOLDS; k++)); do
     dir=$OUTPUT_DIR/fold$k
-    # --test_b in both stages: the fold's one cache holds test B, which stage 2 predicts
-    fold=(--num_folds "$FOLDS" --fold "$k" --data_save_dir "$dir" --test_b)
+    fold=(--num_folds "$FOLDS" --fold "$k" --data_save_dir "$dir")
     echo "run.sh: [3/5] fold $k of $FOLDS, stage 1: full fine-tuning -> $dir/stage1"
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" "${fold[@]}" --output_dir "$dir/stage1" \
@@ -117,14 +117,14 @@ fi
 
 echo "run.sh: [3/5] stage 1: full fine-tuning"
 # shellcheck disable=SC2086
-"${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" --test_b --output_dir "$OUTPUT_DIR/stage1" \
+"${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
   --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
 
 echo "run.sh: [4/5] stage 2: encoder frozen, heads trained"
 echo "run.sh: [5/5] (in stage 2's process) test B prediction with the final model"
 # train.py's standard output ends with the final model's scores table (3 lines), printed again at the end
 # shellcheck disable=SC2086
-"${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage1" "${data[@]}" --test_b \
+"${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage1" "${data[@]}" \
   --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS \
   --do_predict --prediction_dir "$PREDICTION_DIR" | tee "$OUTPUT_DIR/stage2.stdout"
 scores=$(tail -n 3 "$OUTPUT_DIR/stage2.stdout")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 import transformers
 from transformers import BertConfig, BertForMaskedLM, TrainingArguments, set_seed
 
@@ -99,6 +100,8 @@ class PretrainTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Must stay False: the collator needs word_ids, which the model's forward does not name."})
 
     def __post_init__(self):
+        if not self.use_cpu and not torch.cuda.is_available():  # as train.py: --bf16 is accepted on the CPU
+            self.use_cpu = True
         check_training_length(self)  # pretrain.py always trains
         self.load_best_model_at_end = best_model_setting(self)
         try:

@@ -24,6 +24,22 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_mlm(tmp_path_factory) -> Path:
+    """A tiny BertForMaskedLM with the bundled tokenizer: the encoder task-adaptive pretraining continues from."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from helpers import TINY_CONFIG
+    from mtl.tokenizer import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_mlm")
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig.from_pretrained(str(TINY_CONFIG))).save_pretrained(folder)
+    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     from mtl.tokenizer import load_tokenizer
 
@@ -62,7 +78,7 @@ def short_data_dir(tmp_path_factory) -> Path:
 # the long ones first is the longest-processing-time rule, so no long module starts last while the other worker idles.
 LONGEST_MODULES = ["test_support_matrix.py", "test_run_sh.py", "test_bench_smoke.py", "test_bad_input.py",
                    "test_kill_resume.py", "test_distributed.py", "test_kfold.py", "test_combinations.py",
-                   "test_own_tasks.py", "test_toolkit.py", "test_pretrain.py",
+                   "test_own_tasks.py", "test_own_data_sh.py", "test_toolkit.py", "test_pretrain.py",
                    "test_serve.py", "test_export.py", "test_train.py", "test_logit_adjustment.py"]
 
 

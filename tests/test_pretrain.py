@@ -167,21 +167,6 @@ def test_a_long_text_becomes_windows_that_keep_all_of_it(tokenizer):
     assert words[0] == words[-1] == -1 and words[1:-1] == sorted(words[1:-1])  # jieba words, in order
 
 
-@pytest.fixture(scope="module")
-def tiny_mlm(tmp_path_factory) -> Path:
-    """A tiny BertForMaskedLM with the bundled tokenizer: the encoder `--tasks` pretraining continues from."""
-    from transformers import BertConfig
-
-    from helpers import TOKENIZER_DIR
-    from mtl.tokenizer import load_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny_mlm")
-    torch.manual_seed(0)
-    BertForMaskedLM(BertConfig.from_pretrained(str(TINY_CONFIG))).save_pretrained(folder)
-    load_tokenizer(str(TOKENIZER_DIR)).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow
 def test_tasks_pretraining_continues_a_model_that_train_py_then_fine_tunes(tmp_path, tiny_mlm, short_data_dir):
     """A spec file (a slice of the waimai reviews) and a competition pair task, continued from a tiny encoder and
@@ -199,7 +184,8 @@ def test_tasks_pretraining_continues_a_model_that_train_py_then_fine_tunes(tmp_p
     data = ["--tasks", tasks, "--data_dir", str(short_data_dir), "--report_to", "none"]
     metrics = pretrain.main([*data, "--model_name_or_path", str(tiny_mlm), "--output_dir", str(tmp_path / "mlm"),
                              "--max_steps", "5", "--max_seq_length", "64", "--validation_size", "30",
-                             "--per_device_train_batch_size", "32", "--save_dtype", "float16", "--disable_tqdm", "true"])
+                             "--per_device_train_batch_size", "32", "--save_dtype", "float16", "--disable_tqdm", "true",
+                             "--bf16", "true"])  # accepted on a CPU, as train.py's
     assert metrics["eval_loss"] < metrics["eval_before_loss"]
     # --save_dtype float16: a half-size file whose config still says float32, so training loads float32 weights
     assert {v.dtype for v in load_file(str(tmp_path / "mlm" / "model.safetensors")).values()} == {torch.float16}
