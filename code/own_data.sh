@@ -32,6 +32,7 @@ if ! [[ "$TAPT_STEPS" =~ ^[0-9]+$ ]]; then
   exit 1
 fi
 start=$SECONDS
+mkdir -p "$OUT"  # tee writes OUT/train.stdout before train.py makes OUT/model
 # Every path below is under OUT, and the caches keep the tasks' splits apart from run.sh's.
 cache=(--data_save_dir "$OUT/cache" --cleaned_dir "$OUT/cache")
 

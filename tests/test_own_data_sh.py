@@ -37,9 +37,11 @@ def specs(tmp_path_factory) -> str:
     return f"{folder / 'waimai_sentiment.json'},{folder / 'shopping_cat.json'}"
 
 
-def own_data(specs: str, out: Path, encoder: Path, tapt_steps: int, *args: str) -> subprocess.CompletedProcess:
+def own_data(specs: str, out: Path, encoder: Path, tapt_steps: int, *args: str,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHON=sys.executable, MODEL=str(encoder), TAPT_STEPS=str(tapt_steps), OMP_NUM_THREADS="1",
-               EXTRA_ARGS="--max_steps 2 --max_seq_length 32 --per_device_train_batch_size 8 --disable_tqdm true")
+               EXTRA_ARGS="--max_steps 2 --max_seq_length 32 --per_device_train_batch_size 8 --disable_tqdm true",
+               **(env or {}))
     return subprocess.run(["bash", str(SCRIPT), *args] if args else ["bash", str(SCRIPT), specs, str(out)], env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -105,3 +107,24 @@ def test_a_wrong_call_is_one_line_and_writes_nothing(tmp_path, args):
         "own_data.sh: error: usage: bash code/own_data.sh SPEC[,SPEC...] OUTPUT_DIR (task spec files, comma-separated; "
         "docs/tasks.md)"]
     assert not list(tmp_path.iterdir()) and not (REPO_ROOT / "out").exists()
+
+
+@pytest.mark.slow
+def test_without_pretraining_or_peer_it_fine_tunes_the_given_encoder_and_ends_with_its_scores(tmp_path, specs, tiny_mlm):
+    out = tmp_path / "reviews"
+    result = own_data(specs, out, tiny_mlm, 0, env={"PEER": "0"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("own_data.sh: [")] == [
+        f"own_data.sh: [1/3] no task-adaptive pretraining (TAPT_STEPS=0): fine-tuning {tiny_mlm}",
+        f"own_data.sh: [2/3] fine-tuning (code/assets/profiles/own_data.json) -> {out / 'model'}",
+        "own_data.sh: [3/3] skipped (PEER=0)"]
+    assert not (out / "encoder").exists() and not (out / "encoder.partial").exists()
+    done = next(i for i, line in enumerate(lines) if line.startswith("own_data.sh: done"))
+    table = lines[done + 1:]
+    assert table[0].startswith("| score | waimai_sentiment | shopping_cat | avg |") and table[2].startswith("| eval |")
+    assert len(table) == 4 and "--tasks waimai_sentiment,shopping_cat" in table[3]
+    # the bundled encoder's weights were the start: the model's encoder is the tiny one's size
+    fine, start = load_file(str(out / "model" / "model.safetensors")), load_file(str(tiny_mlm / "model.safetensors"))
+    key = "bert.embeddings.word_embeddings.weight"
+    assert fine[key].shape == start[key].shape
