@@ -7,6 +7,7 @@
 #   PRETRAIN_EPOCHS=0.3 bash run.sh               # demo with an encoder pretrained from scratch instead of the bundled one
 #   NPROC=4 bash run.sh                           # data-parallel over 4 processes (default: one per GPU; gloo on a CPU machine)
 #   FOLDS=5 bash run.sh                           # 5 fold models (stages 1 and 2 each), their ensemble's test B submission
+#   BF16=0 bash run.sh                            # fp32 (default auto: the demo in bf16 on a CPU with native bf16)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -14,7 +15,7 @@ PYTHON=${PYTHON:-python}
 OUTPUT_DIR=${OUTPUT_DIR:-user_data}
 PREDICTION_DIR=${PREDICTION_DIR:-prediction_result}
 DATA_DIR=${DATA_DIR:-tcdata}
-EXTRA_ARGS=${EXTRA_ARGS:-}   # appended to both training stages, e.g. "--bf16 true --report_to tensorboard"
+EXTRA_ARGS=${EXTRA_ARGS:-}   # appended to both training stages, after run.sh's own flags, e.g. "--report_to tensorboard"
 FOLDS=${FOLDS:-}  # K >= 2: K-fold training (--num_folds K --fold k) into $OUTPUT_DIR/fold{k}/, then code/ensemble.py
 ENSEMBLE_WEIGHTS=${ENSEMBLE_WEIGHTS:-equal}  # with FOLDS: equal, or oof (each fold weighted by its validation score)
 if [ -n "$FOLDS" ] && ! { [[ "$FOLDS" =~ ^[0-9]+$ ]] && [ "$FOLDS" -ge 2 ]; }; then
@@ -34,8 +35,12 @@ else
 fi
 start=$SECONDS
 
-IFS=$'\t' read -r profile reason < <(PROFILE=${PROFILE:-auto} BASELINE_MODEL=${MODEL:-hfl/chinese-roberta-wwm-ext-large} \
+# The profile, and its precision: BF16=auto (default) trains the demo in bf16 autocast on a CPU with native bf16
+# (AVX512-BF16, AMX), 1.2x faster at the same scores; BF16=1 / BF16=0 force --bf16 true / false in both stages.
+choice=$(PROFILE=${PROFILE:-auto} BF16=${BF16:-auto} BASELINE_MODEL=${MODEL:-hfl/chinese-roberta-wwm-ext-large} \
     "$PYTHON" code/choose_profile.py)
+IFS=$'\t' read -r profile reason bf16 <<< "$choice"
+precision=(${bf16:+--bf16 "$bf16"})
 echo "run.sh: profile '$profile': $reason"
 
 # The profile's hyperparameters live in JSON argument files that train.py reads (flags after them override).
@@ -93,13 +98,13 @@ if [ -n "$FOLDS" ]; then
     echo "run.sh: [3/5] fold $k of $FOLDS, stage 1: full fine-tuning -> $dir/stage1"
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" "${fold[@]}" --output_dir "$dir/stage1" \
-      --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
+      --do_train --do_eval "${stage1[@]}" "${precision[@]}" $EXTRA_ARGS
     # The final model's out-of-fold predictions (--do_eval) and test B probabilities (--do_predict) in its own folder,
     # where code/ensemble.py finds both.
     echo "run.sh: [4/5] fold $k of $FOLDS, stage 2: encoder frozen, heads trained; test B -> $dir/stage2"
     # shellcheck disable=SC2086
     "${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$dir/stage1" "${data[@]}" "${fold[@]}" \
-      --output_dir "$dir/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS \
+      --output_dir "$dir/stage2" --do_train --do_eval "${stage2[@]}" "${precision[@]}" $EXTRA_ARGS \
       --do_predict --prediction_dir "$dir/stage2"
   done
   echo "run.sh: [5/5] the $FOLDS fold models' ensemble ($ENSEMBLE_WEIGHTS weights) -> $PREDICTION_DIR"
@@ -118,14 +123,14 @@ fi
 echo "run.sh: [3/5] stage 1: full fine-tuning"
 # shellcheck disable=SC2086
 "${train[@]}" "$STAGE1_ARGS" --model_name_or_path "$MODEL" "${data[@]}" --output_dir "$OUTPUT_DIR/stage1" \
-  --do_train --do_eval "${stage1[@]}" $EXTRA_ARGS
+  --do_train --do_eval "${stage1[@]}" "${precision[@]}" $EXTRA_ARGS
 
 echo "run.sh: [4/5] stage 2: encoder frozen, heads trained"
 echo "run.sh: [5/5] (in stage 2's process) test B prediction with the final model"
 # train.py's standard output ends with the final model's scores table (3 lines), printed again at the end
 # shellcheck disable=SC2086
 "${train[@]}" "$STAGE2_ARGS" --model_name_or_path "$OUTPUT_DIR/stage1" "${data[@]}" \
-  --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval "${stage2[@]}" $EXTRA_ARGS \
+  --output_dir "$OUTPUT_DIR/stage2" --do_train --do_eval "${stage2[@]}" "${precision[@]}" $EXTRA_ARGS \
   --do_predict --prediction_dir "$PREDICTION_DIR" | tee "$OUTPUT_DIR/stage2.stdout"
 scores=$(tail -n 3 "$OUTPUT_DIR/stage2.stdout")
 

@@ -1,5 +1,6 @@
 """Pick run.sh's profile: `baseline` (roberta-wwm-ext-large, 2020 hyperparameters) when a CUDA device is visible
-and the model is reachable, else `demo` (a small BERT pretrained here, on CPU). Prints `<profile>\t<reason>`."""
+and the model is reachable, else `demo` (a small BERT pretrained here, on CPU); and its precision (run.sh's BF16).
+Prints `<profile>\t<reason>\t<--bf16 value, or nothing for the profile's own>`."""
 from __future__ import annotations
 
 import os
@@ -40,6 +41,42 @@ def choose(requested: str, model: str, cuda: bool | None = None) -> tuple[str, s
     return "baseline", f"a CUDA device is visible and {model} is reachable"
 
 
+def native_cpu_bf16() -> bool:
+    """The CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX). There bf16 autocast trains the demo 1.2x faster
+    at the same scores (bench/RESULTS.md); elsewhere bf16 is emulated and can be slower than fp32."""
+    import torch
+
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
+
+
+def bf16(requested: str, profile: str, cuda: bool | None = None, native: bool | None = None) -> tuple[str, str]:
+    """run.sh's BF16 setting -> (the value of train.py's --bf16, or "" to keep the profile's; why). auto: bf16 autocast
+    for the demo on a CPU that computes bf16 natively, the profile's own precision otherwise."""
+    value = requested.strip().lower()
+    if value in ("1", "true", "yes"):
+        return "true", "BF16=1 was requested"
+    if value in ("0", "false", "no"):
+        return "false", "BF16=0 was requested"
+    if value not in ("", "auto"):
+        raise ValueError(f"BF16 must be auto, 1 or 0, not {requested!r}")
+    if profile != "demo":
+        return "", "the profile's own precision"
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if cuda:
+        return "", "the profile's own precision (a CUDA device is visible)"
+    if native_cpu_bf16() if native is None else native:
+        return "true", "bf16 autocast: this CPU computes bf16 natively (BF16=0 for fp32)"
+    return "", "fp32: this CPU has no native bf16"
+
+
 if __name__ == "__main__":
-    profile, reason = choose(os.environ.get("PROFILE", "auto"), os.environ.get("BASELINE_MODEL", BASELINE_MODEL))
-    print(f"{profile}\t{reason}")
+    try:
+        profile, reason = choose(os.environ.get("PROFILE", "auto"), os.environ.get("BASELINE_MODEL", BASELINE_MODEL))
+        precision, why = bf16(os.environ.get("BF16", "auto"), profile)
+    except ValueError as error:
+        raise SystemExit(f"run.sh: error: {error}") from None
+    print(f"{profile}\t{reason}; {why}\t{precision}")

@@ -151,6 +151,17 @@ def test_profile_is_demo_without_cuda_and_baseline_only_when_model_reachable(tmp
         assert choose_profile.choose("auto", "hfl/chinese-roberta-wwm-ext-large")[0] == "demo"
 
 
+def test_bf16_auto_is_the_demo_on_a_cpu_with_native_bf16_only_and_explicit_values_win():
+    bf16 = choose_profile.bf16
+    assert bf16("auto", "demo", cuda=False, native=True)[0] == "true"
+    assert bf16("", "demo", cuda=False, native=False)[0] == ""  # emulated bf16 can be slower than fp32
+    assert bf16("auto", "demo", cuda=True, native=True)[0] == ""
+    assert bf16("auto", "baseline", cuda=False, native=True)[0] == ""
+    assert [bf16(v, "baseline", cuda=True)[0] for v in ("1", "true", "0", "False")] == ["true", "true", "false", "false"]
+    with pytest.raises(ValueError, match="BF16 must be auto, 1 or 0"):
+        bf16("fp16", "demo")
+
+
 def test_a_long_text_becomes_windows_that_keep_all_of_it(tokenizer):
     text = "我们喜欢北京天安门。" * 30  # 300 tokens
     whole = TokenKey(tokenizer)([text])[0]

@@ -9,7 +9,9 @@ import sys
 import zipfile
 
 import pytest
+import torch
 
+import choose_profile
 from helpers import REPO_ROOT, TINY_CONFIG
 from mtl.tasks import TASKS
 
@@ -73,3 +75,21 @@ def test_demo_profile_through_run_sh(tmp_path, short_data_dir, encoder):
         assert (tmp_path / "user_data" / "demo_model" / "model.safetensors").exists()
         assert config["hidden_size"] == json.loads(TINY_CONFIG.read_text())["hidden_size"]
     assert {p.name: p.read_bytes() for p in DEMO_ENCODER.iterdir()} == before  # the bundled files are never written
+    # BF16=auto: bf16 autocast in both stages exactly where the CPU computes bf16 natively
+    native = choose_profile.native_cpu_bf16()
+    assert ("bf16 autocast: this CPU computes bf16 natively" if native else "fp32: this CPU has no native bf16") \
+        in result.stdout.splitlines()[0]
+    for stage in ("stage1", "stage2"):
+        args = torch.load(tmp_path / "user_data" / stage / "training_args.bin", weights_only=False)
+        assert args.bf16 is native
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"PROFILE": "fast"}, "run.sh: error: PROFILE must be auto, demo or baseline, not 'fast'"),
+    ({"BF16": "fp16"}, "run.sh: error: BF16 must be auto, 1 or 0, not 'fp16'")])
+def test_a_wrong_setting_is_one_line_before_anything_is_written(tmp_path, setting, message):
+    env = dict(os.environ, OUTPUT_DIR=str(tmp_path / "user_data"), PREDICTION_DIR=str(tmp_path / "prediction_result"),
+               PYTHON=sys.executable, **setting)
+    result = subprocess.run(["bash", str(REPO_ROOT / "run.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [message] and not list(tmp_path.iterdir())
