@@ -37,9 +37,11 @@ def specs(tmp_path_factory) -> str:
     return f"{folder / 'waimai_sentiment.json'},{folder / 'shopping_cat.json'}"
 
 
-def own_data(specs: str, out: Path, encoder: Path, tapt_steps: int, *args: str,
+def own_data(specs: str, out: Path, encoder: Path, tapt_steps: int | None, *args: str,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHON=sys.executable, MODEL=str(encoder), TAPT_STEPS=str(tapt_steps), OMP_NUM_THREADS="1",
+    """tapt_steps None: own_data.sh's default."""
+    env = dict({k: v for k, v in os.environ.items() if k != "TAPT_STEPS"}, PYTHON=sys.executable, MODEL=str(encoder),
+               OMP_NUM_THREADS="1", **({} if tapt_steps is None else {"TAPT_STEPS": str(tapt_steps)}),
                EXTRA_ARGS="--max_steps 2 --max_seq_length 32 --per_device_train_batch_size 8 --disable_tqdm true",
                **(env or {}))
     return subprocess.run(["bash", str(SCRIPT), *args] if args else ["bash", str(SCRIPT), specs, str(out)], env=env,
@@ -110,13 +112,14 @@ def test_a_wrong_call_is_one_line_and_writes_nothing(tmp_path, args):
 
 
 @pytest.mark.slow
-def test_without_pretraining_or_peer_it_fine_tunes_the_given_encoder_and_ends_with_its_scores(tmp_path, specs, tiny_mlm):
+def test_by_default_without_pretraining_and_peer_0_it_fine_tunes_the_given_encoder_and_ends_with_its_scores(
+        tmp_path, specs, tiny_mlm):
     out = tmp_path / "reviews"
-    result = own_data(specs, out, tiny_mlm, 0, env={"PEER": "0"})
+    result = own_data(specs, out, tiny_mlm, None, env={"PEER": "0"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     lines = result.stdout.splitlines()
     assert [line for line in lines if line.startswith("own_data.sh: [")] == [
-        f"own_data.sh: [1/3] no task-adaptive pretraining (TAPT_STEPS=0): fine-tuning {tiny_mlm}",
+        f"own_data.sh: [1/3] no task-adaptive pretraining (TAPT_STEPS=N to add it): fine-tuning {tiny_mlm}",
         f"own_data.sh: [2/3] fine-tuning (code/assets/profiles/own_data.json) -> {out / 'model'}",
         "own_data.sh: [3/3] skipped (PEER=0)"]
     assert not (out / "encoder").exists() and not (out / "encoder.partial").exists()
