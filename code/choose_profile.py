@@ -1,6 +1,7 @@
 """Pick run.sh's profile: `baseline` (roberta-wwm-ext-large, 2020 hyperparameters) when a CUDA device is visible
-and the model is reachable, else `demo` (a small BERT pretrained here, on CPU); and its precision (run.sh's BF16).
-Prints `<profile>\t<reason>\t<--bf16 value, or nothing for the profile's own>`."""
+and the model is reachable, else `demo` (a small BERT pretrained here, on CPU); and its precision (run.sh's and
+own_data.sh's BF16). Prints `<profile>\t<reason>\t<--bf16 value, or nothing for the profile's own>`; with
+--precision_only, `<why>\t<--bf16 value>`."""
 from __future__ import annotations
 
 import os
@@ -73,10 +74,26 @@ def bf16(requested: str, profile: str, cuda: bool | None = None, native: bool | 
     return "", "fp32: this CPU has no native bf16"
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--precision_only", action="store_true",
+                        help="own_data.sh: print just `<why>\t<--bf16 value>`, for its small-encoder profile")
+    args = parser.parse_args(argv)
+    caller = "own_data.sh" if args.precision_only else "run.sh"
     try:
+        if args.precision_only:
+            # own_data.json fine-tunes the bundled encoder, so BF16=auto decides as for run.sh's demo profile
+            precision, why = bf16(os.environ.get("BF16", "auto"), "demo")
+            print(f"{why}\t{precision}")
+            return
         profile, reason = choose(os.environ.get("PROFILE", "auto"), os.environ.get("BASELINE_MODEL", BASELINE_MODEL))
         precision, why = bf16(os.environ.get("BF16", "auto"), profile)
     except ValueError as error:
-        raise SystemExit(f"run.sh: error: {error}") from None
+        raise SystemExit(f"{caller}: error: {error}") from None
     print(f"{profile}\t{reason}; {why}\t{precision}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@
 # [3/3] the validation scores beside the TF-IDF + logistic-regression peer's on the same rows
 # The recipe and its measurements: docs/tasks.md ("One command for your own tasks") and bench/RESULTS.md ("Own data").
 # Settings (environment): PYTHON, MODEL (the encoder to start from; default the bundled demo encoder), TAPT_STEPS
-# (pretraining steps; default 0, none; 500 take ~20 min on a 2-core CPU), PROFILE_FILE, SEED,
+# (pretraining steps; default 0, none; 500 take ~20 min on a 2-core CPU), PROFILE_FILE, BF16 (auto, 1 or 0), SEED,
 # PEER=0 (skip step 3), EXTRA_ARGS (appended to train.py's flags). Run again after a stop: a finished step is kept,
 # an unfinished one continues from its last checkpoint.
 set -euo pipefail
@@ -32,6 +32,12 @@ if ! [[ "$TAPT_STEPS" =~ ^[0-9]+$ ]]; then
   echo "own_data.sh: error: TAPT_STEPS=$TAPT_STEPS: give a number of steps (0 skips task-adaptive pretraining)" >&2
   exit 1
 fi
+# BF16=auto (default): bf16 autocast on a CPU that computes bf16 natively (AVX512-BF16, AMX), where the two epochs
+# of own_data.json take ~1.4x one epoch in fp32; BF16=1 / BF16=0 force --bf16 true / false. Decided before anything
+# is written, so a wrong BF16 is one line and no folder.
+choice=$(BF16=${BF16:-auto} "$PYTHON" code/choose_profile.py --precision_only)
+IFS=$'\t' read -r precision_why bf16 <<< "$choice"
+precision=(${bf16:+--bf16 "$bf16"})
 start=$SECONDS
 mkdir -p "$OUT"  # tee writes OUT/train.stdout before train.py makes OUT/model
 # Every path below is under OUT, and the caches keep the tasks' splits apart from run.sh's.
@@ -57,10 +63,10 @@ else
   encoder=$OUT/encoder
 fi
 
-echo "own_data.sh: [2/3] fine-tuning ($PROFILE_FILE) -> $OUT/model"
+echo "own_data.sh: [2/3] fine-tuning ($PROFILE_FILE; $precision_why) -> $OUT/model"
 # shellcheck disable=SC2086
 "$PYTHON" code/train.py "$PROFILE_FILE" --tasks "$SPECS" --model_name_or_path "$encoder" "${cache[@]}" \
-  --output_dir "$OUT/model" --seed "$SEED" --do_train --do_eval $EXTRA_ARGS | tee "$OUT/train.stdout"
+  --output_dir "$OUT/model" --seed "$SEED" --do_train --do_eval "${precision[@]}" $EXTRA_ARGS | tee "$OUT/train.stdout"
 scores=$(tail -n 3 "$OUT/train.stdout")
 
 if [ "$PEER" != 0 ]; then

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
+import choose_profile
 from helpers import REPO_ROOT
 
 EXTRA = REPO_ROOT / "data" / "extra"
@@ -40,7 +42,8 @@ def specs(tmp_path_factory) -> str:
 def own_data(specs: str, out: Path, encoder: Path, tapt_steps: int | None, *args: str,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """tapt_steps None: own_data.sh's default."""
-    env = dict({k: v for k, v in os.environ.items() if k != "TAPT_STEPS"}, PYTHON=sys.executable, MODEL=str(encoder),
+    env = dict({k: v for k, v in os.environ.items() if k not in ("TAPT_STEPS", "BF16")}, PYTHON=sys.executable,
+               MODEL=str(encoder),
                OMP_NUM_THREADS="1", **({} if tapt_steps is None else {"TAPT_STEPS": str(tapt_steps)}),
                EXTRA_ARGS="--max_steps 2 --max_seq_length 32 --per_device_train_batch_size 8 --disable_tqdm true",
                **(env or {}))
@@ -111,16 +114,32 @@ def test_a_wrong_call_is_one_line_and_writes_nothing(tmp_path, args):
     assert not list(tmp_path.iterdir()) and not (REPO_ROOT / "out").exists()
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"TAPT_STEPS": "many"}, "own_data.sh: error: TAPT_STEPS=many: give a number of steps (0 skips task-adaptive "
+                             "pretraining)"),
+    ({"BF16": "fp16"}, "own_data.sh: error: BF16 must be auto, 1 or 0, not 'fp16'")])
+def test_a_wrong_setting_is_one_line_before_anything_is_written(tmp_path, setting, message):
+    env = dict(os.environ, PYTHON=sys.executable, **setting)
+    result = subprocess.run(["bash", str(SCRIPT), "specs.json", str(tmp_path / "out")], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [message] and not list(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_by_default_without_pretraining_and_peer_0_it_fine_tunes_the_given_encoder_and_ends_with_its_scores(
         tmp_path, specs, tiny_mlm):
     out = tmp_path / "reviews"
     result = own_data(specs, out, tiny_mlm, None, env={"PEER": "0"})
+    # BF16=auto: bf16 autocast exactly where the CPU computes bf16 natively
+    native = choose_profile.native_cpu_bf16()
+    why = ("bf16 autocast: this CPU computes bf16 natively (BF16=0 for fp32)" if native
+           else "fp32: this CPU has no native bf16")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     lines = result.stdout.splitlines()
     assert [line for line in lines if line.startswith("own_data.sh: [")] == [
         f"own_data.sh: [1/3] no task-adaptive pretraining (TAPT_STEPS=N to add it): fine-tuning {tiny_mlm}",
-        f"own_data.sh: [2/3] fine-tuning (code/assets/profiles/own_data.json) -> {out / 'model'}",
+        f"own_data.sh: [2/3] fine-tuning (code/assets/profiles/own_data.json; {why}) -> {out / 'model'}",
         "own_data.sh: [3/3] skipped (PEER=0)"]
     assert not (out / "encoder").exists() and not (out / "encoder.partial").exists()
     done = next(i for i, line in enumerate(lines) if line.startswith("own_data.sh: done"))
@@ -131,3 +150,4 @@ def test_by_default_without_pretraining_and_peer_0_it_fine_tunes_the_given_encod
     fine, start = load_file(str(out / "model" / "model.safetensors")), load_file(str(tiny_mlm / "model.safetensors"))
     key = "bert.embeddings.word_embeddings.weight"
     assert fine[key].shape == start[key].shape
+    assert torch.load(out / "model" / "training_args.bin", weights_only=False).bf16 is native
