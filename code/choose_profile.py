@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     caller = "own_data.sh" if args.precision_only else "run.sh"
     try:
         if args.precision_only:
-            # own_data.json fine-tunes the bundled encoder, so BF16=auto decides as for run.sh's demo profile
+            # own_data.json is a small-encoder recipe like run.sh's demo profile, so BF16=auto decides as for that one
             precision, why = bf16(os.environ.get("BF16", "auto"), "demo")
             print(f"{why}\t{precision}")
             return
